@@ -1,0 +1,356 @@
+"""Run configuration: dataclasses, YAML layers, strict validation.
+
+Merge order (later wins):
+    dataclass defaults < tasks/<task>.yaml < its `models.<model>` block < its `presets.<preset>` block
+    < --config FILE < --set key=value (and the flag shorthands --seed, --max-steps, ...)
+
+A resolved config is a plain dict with three sections and three scalars:
+
+    task:  {name: listops, data_dir: null, ...}     validated against the task's Config dataclass
+    model: {name: wavelet, n_layers: 4, ...}        validated against the model's Config dataclass
+    train: {batch_size: 32, lr: 0.0016, ...}        validated against TrainConfig
+    seed: 0    device: auto    out: runs
+
+Unknown keys and wrong types are UserErrors naming the key and the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+from .errors import UserError, closest
+
+TASK_DIR = Path(os.environ.get("LRA_WAVELET_TASKS", Path(__file__).resolve().parents[1] / "tasks"))
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class TaskConfig:
+    """Settings every task understands; a task subclasses this to add its own."""
+
+    name: str = ""
+    data_dir: Optional[str] = None  # official data root; else $LRA_DATA; else generated / substitute
+    n_train: Optional[int] = None  # cap on examples used per split (None: all)
+    n_val: Optional[int] = None
+    n_test: Optional[int] = None
+
+
+@dataclass
+class ModelConfig:
+    """Settings every model understands; a model subclasses this to add its own."""
+
+    name: str = ""
+    n_layers: int = 2
+    d_model: int = 64
+    n_heads: int = 2
+    d_ff: int = 128
+    dropout: float = 0.1
+    attn_dropout: float = 0.0
+    pos: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
+    pool: Optional[Literal["cls", "mean", "last"]] = None  # None: the model's own default
+    head_dim: Optional[int] = None  # hidden width of the classifier MLP (None: d_ff)
+    retrieval_combine: Literal["nli", "concat"] = "nli"  # [e1,e2,e1*e2,e1-e2] or the benchmark's [e1,e2]
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    max_steps: int = 1000
+    lr: float = 1e-3  # peak learning rate (after warm-up)
+    schedule: Literal["constant", "rsqrt", "cosine", "linear"] = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    eval_every: int = 100  # steps between validation passes
+    eval_batches: int = 0  # batches per validation pass (0: the whole split)
+    test_on: Literal["final", "best"] = "final"  # which weights are tested: last step, or best val
+    checkpoint_every: int = 200  # steps between resumable checkpoints (0: only at the end)
+    log_every: int = 10
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
+    compile: bool = False  # torch.compile the model
+    num_workers: int = 0
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    out: str = "runs"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def hash(self) -> str:
+        """Fingerprint of what determines the numbers (not where they are written or on what device)."""
+        d = self.to_dict()
+        for k in ("out", "device"):
+            d.pop(k)
+        for k in ("log_every", "num_workers", "checkpoint_every"):
+            d["train"].pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+TOP_KEYS = ("task", "model", "train", "seed", "device", "out")
+
+
+# ----------------------------------------------------------------------------- typing
+
+
+def _coerce(value, typ, key: str):
+    """Check `value` against the annotation `typ`; return it converted (int -> float, list -> tuple)."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0] if errors else f"{key}: got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(typ)
+        if value not in choices:
+            raise UserError(
+                f"{key}: expected one of {', '.join(map(str, choices))}, got {value!r}{closest(value, choices)}"
+            )
+        return value
+    if origin in (tuple, list):
+        args = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise UserError(f"{key}: expected {len(args)} values, got {len(value)}")
+        inner = args[0] if args else typing.Any
+        vals = [_coerce(v, args[i] if origin is tuple and args[-1] is not Ellipsis else inner, key)
+                for i, v in enumerate(value)]
+        return tuple(vals) if origin is tuple else vals
+    if typ is typing.Any:
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise UserError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not _is_int(value)):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise UserError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool):
+            raise UserError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}: expected a number, got {value!r}") from None
+    if typ is str:
+        if isinstance(value, (dict, list)):
+            raise UserError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def build_section(cls, values: dict, section: str):
+    """Instantiate dataclass `cls` from `values`, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in values.items():
+        if k not in hints:
+            raise UserError(f"unknown key '{section}.{k}'{closest(k, names)}; valid keys: {', '.join(names)}")
+        kwargs[k] = _coerce(v, hints[k], f"{section}.{k}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # __post_init__ checks
+        raise UserError(f"{section}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def parse_set(item: str) -> dict:
+    """'train.lr=3e-4' -> {'train': {'lr': 3e-4}}; the value is read as YAML."""
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected key=value, e.g. --set train.lr=3e-4")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise UserError(f"--set {item!r}: expected key=value with a dotted key, e.g. model.d_model=64")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _normalise(layer: dict, source: str) -> dict:
+    """Allow `task: listops` as shorthand for `task: {name: listops}`; check the top-level keys."""
+    layer = dict(layer)
+    for k in ("task", "model"):
+        if isinstance(layer.get(k), str):
+            layer[k] = {"name": layer[k]}
+    for k in layer:
+        if k not in TOP_KEYS:
+            raise UserError(f"{source}: unknown key '{k}'{closest(k, TOP_KEYS)}; valid keys: {', '.join(TOP_KEYS)}")
+    for k in ("task", "model", "train"):
+        if k in layer and not isinstance(layer[k], dict):
+            raise UserError(f"{source}: '{k}' must be a mapping, got {layer[k]!r}")
+    return layer
+
+
+def task_yaml(task: str) -> dict:
+    """tasks/<name>.yaml, or tasks/<family>.yaml for a variant such as text-1000 (absent: {})."""
+    path = TASK_DIR / f"{task}.yaml"
+    return load_yaml(path) if path.is_file() else {}
+
+
+def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Optional[str] = None,
+            config_file: Optional[str] = None, sets: tuple = (), overrides: Optional[dict] = None) -> RunConfig:
+    """Merge every layer and validate. `overrides` are the CLI flag shorthands (highest priority)."""
+    from .registry import MODELS, TASKS
+
+    file_layer = _normalise(load_yaml(config_file), str(config_file)) if config_file else {}
+    set_layer: dict = {}
+    for item in sets:
+        set_layer = deep_merge(set_layer, parse_set(item))
+    set_layer = _normalise(deep_merge(set_layer, overrides or {}), "--set")
+
+    task = task or file_layer.get("task", {}).get("name") or set_layer.get("task", {}).get("name")
+    model = model or file_layer.get("model", {}).get("name") or set_layer.get("model", {}).get("name")
+    if not task:
+        raise UserError("no task given: pass --task NAME (see `python -m lra_wavelet list tasks`)")
+    if not model:
+        raise UserError("no model given: pass --model NAME (see `python -m lra_wavelet list models`)")
+    task_cls, model_cls = TASKS.get(task), MODELS.get(model)
+
+    spec = task_yaml(task)
+    extra = set(spec) - set(TOP_KEYS) - {"models", "presets"}
+    if extra:
+        k = sorted(extra)[0]
+        raise UserError(f"{TASK_DIR / (task + '.yaml')}: unknown key '{k}'{closest(k, TOP_KEYS + ('models', 'presets'))}")
+    layers = [({k: v for k, v in spec.items() if k in TOP_KEYS}, f"tasks/{task}.yaml")]
+    models_block = spec.get("models") or {}
+    for name in _model_lineage(model_cls):
+        if name in models_block:
+            layers.append((models_block[name], f"tasks/{task}.yaml models.{name}"))
+    if preset:
+        presets = spec.get("presets") or {}
+        if preset not in presets:
+            raise UserError(f"unknown preset '{preset}' for task '{task}'{closest(preset, presets)}; "
+                            f"known: {', '.join(sorted(presets)) or 'none'}")
+        layers.append((presets[preset], f"tasks/{task}.yaml presets.{preset}"))
+    layers += [(file_layer, str(config_file)), (set_layer, "--set")]
+
+    merged: dict = {}
+    for layer, source in layers:
+        merged = deep_merge(merged, _normalise(layer, source))
+    merged.setdefault("task", {})["name"] = task
+    merged.setdefault("model", {})["name"] = model
+    if "data_dir" not in (set_layer.get("task") or {}) and not merged["task"].get("data_dir") and os.environ.get("LRA_DATA"):
+        merged["task"]["data_dir"] = os.environ["LRA_DATA"]
+
+    cfg = RunConfig(
+        task=build_section(task_cls.Config, merged.get("task", {}), "task"),
+        model=build_section(model_cls.Config, merged.get("model", {}), "model"),
+        train=build_section(TrainConfig, merged.get("train", {}), "train"),
+        seed=_coerce(merged.get("seed", 0), int, "seed"),
+        device=_coerce(merged.get("device", "auto"), str, "device"),
+        out=_coerce(merged.get("out", "runs"), str, "out"),
+    )
+    check(cfg)
+    return cfg
+
+
+def _model_lineage(model_cls) -> list[str]:
+    """Registered names from the most general ancestor to the model itself: a variant inherits the
+    YAML block of the model it subclasses (wavelet-learnable gets `wavelet`'s block, then its own)."""
+    names = [c.registered_name for c in reversed(model_cls.__mro__) if "registered_name" in c.__dict__]
+    return names
+
+
+def check(cfg: RunConfig) -> None:
+    t = cfg.train
+    for key in ("batch_size", "max_steps", "eval_every", "log_every"):
+        if getattr(t, key) <= 0:
+            raise UserError(f"train.{key} must be positive, got {getattr(t, key)}")
+    for key in ("warmup_steps", "checkpoint_every", "eval_batches", "num_workers"):
+        if getattr(t, key) < 0:
+            raise UserError(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    if t.lr <= 0:
+        raise UserError(f"train.lr must be positive, got {t.lr}")
+    m = cfg.model
+    if m.d_model % m.n_heads:
+        raise UserError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
+    for key in ("n_train", "n_val", "n_test"):
+        v = getattr(cfg.task, key)
+        if v is not None and v <= 0:
+            raise UserError(f"task.{key} must be positive, got {v}")
+
+
+def save(cfg: RunConfig, path) -> None:
+    Path(path).write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
