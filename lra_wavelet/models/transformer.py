@@ -1,0 +1,10 @@
+"""The LRA benchmark's Transformer encoder: bidirectional attention, pre-LayerNorm, CLS or mean pooling."""
+
+from ..registry import MODELS
+from .backbone import SequenceModel
+
+
+@MODELS.register("transformer")
+class Transformer(SequenceModel):
+    causal = False
+    default_pool = "cls"  # a learned, zero-initialised vector prepended to the sequence
