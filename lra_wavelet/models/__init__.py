@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-HELPERS = {"backbone", "ops"}  # building blocks that register nothing
+HELPERS = {"backbone", "ops", "triton_ops"}  # building blocks that register nothing
 MODULES = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in HELPERS and not m.name.startswith("_")]
 for _m in MODULES:
     importlib.import_module(f"{__name__}.{_m}")

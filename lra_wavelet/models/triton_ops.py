@@ -1,0 +1,170 @@
+"""A fused Triton kernel for the WaveletGPT operation, forward and backward. Registers no model.
+
+The operation (ops.box_mean) replaces coordinate e of x (B, T, E) by its moving mean over a window
+of w[e] positions; w[e] = 0 leaves the coordinate untouched. The prefix-sum version reads and writes
+the tensor several times (cumsum, two gathers, a divide, the concatenation with the untouched
+coordinates). This kernel reads x once and writes y once, the floor for an out-of-place op:
+
+    one program per (batch row b, block of BLOCK_E coordinates) walks T in tiles of BLOCK_T rows,
+    keeping a running window sum per coordinate: S[t] = S[t-1] + x[t+off] - x[t+off-w].
+    Inside a tile the update is a cumulative sum along T (tl.cumsum), so a tile costs one load of
+    the entering rows and one of the leaving rows; the leaving rows were read w steps earlier by the
+    same program and mostly come back from L2, not HBM.
+
+Windows: the window of output t is [t+off-w+1, t+off]; off = 0 is the causal (trailing) mean,
+off = w-1-w//2 the centred one. Positions outside [0, T) count as zeros; the start-of-sequence rule
+'available' divides by the number of positions inside the sequence, 'zero' by w.
+
+Backward: output t depends on inputs [t+off-w+1, t+off], so dL/dx[k] is the sum of g[t]/count[t]
+over t in [k-off, k-off+w-1]. Read in reverse order (u = T-1-k) that is again a window
+[u+off-w+1, u+off] with the same off: the backward is the same kernel walking T backwards, with
+the forward's 1/count applied to the values as they are loaded. O(T), one read of g, one write.
+
+`box_mean_fused` is a torch.library custom op with a registered fake and autograd formula, so
+torch.compile treats it as one opaque node instead of breaking the graph. Without Triton (or
+without CUDA) nothing here is used: the prefix-sum version in ops.py is the fallback and reference.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except Exception:  # ImportError, or a broken install: the prefix-sum path is used
+    HAS_TRITON = False
+
+# launch configuration (chosen by benchmarks/bench_wavelet.py on an H200; see results/benchmarks)
+BLOCK_T, BLOCK_E, NUM_WARPS = 64, 32, 4
+
+
+def usable(x: torch.Tensor) -> bool:
+    """True when the fused kernel can run on x (Triton imports and x lives on a CUDA device)."""
+    return HAS_TRITON and x.is_cuda
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _inv_count(p, w, off, T, ZERO_SOS: tl.constexpr, ACC: tl.constexpr):
+        """1 / (number of positions the forward window of output row p counts); p (BT, 1), w/off (1, BE)."""
+        if ZERO_SOS:
+            cnt = w + 0 * p
+        else:
+            cnt = tl.minimum(p + off, T - 1) - tl.maximum(p + off - w + 1, 0) + 1
+        cnt = tl.maximum(cnt, 1)  # rows outside [0, T) are masked anyway; never divide by zero
+        return 1.0 / cnt.to(ACC)
+
+    @triton.jit
+    def _box_kernel(x_ptr, y_ptr, win_ptr, off_ptr, T, E, max_off,
+                    sxb, sxt, sxe, syb, syt, sye,
+                    REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
+                    ZERO_SOS: tl.constexpr, ACC: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)  # (BE,)
+        cmask = cols < E
+        w = tl.load(win_ptr + cols, mask=cmask, other=0)[None, :]  # (1, BE) int32, 0 = untouched
+        off = tl.load(off_ptr + cols, mask=cmask, other=0)[None, :]  # (1, BE)
+        smooth = w > 0
+        xb = x_ptr + b * sxb
+        yb = y_ptr + b * syb
+        colx = cols[None, :].to(tl.int64) * sxe
+        coly = cols[None, :].to(tl.int64) * sye
+        rows = tl.arange(0, BLOCK_T)[:, None]  # (BT, 1)
+        acc = tl.zeros([BLOCK_E], ACC)
+
+        # the window of the first output already holds walking positions 0 .. off-1 (centred windows only)
+        for r0 in range(0, max_off, BLOCK_T):
+            r = r0 + rows
+            m = (r < off) & (r < T) & smooth
+            if REVERSE:
+                p = T - 1 - r
+            else:
+                p = r
+            v = tl.load(xb + p.to(tl.int64) * sxt + colx, mask=m, other=0.0).to(ACC)
+            if PRESCALE:
+                v = v * _inv_count(p, w, off, T, ZERO_SOS, ACC)
+            acc += tl.sum(v, axis=0)
+
+        for t0 in range(0, T, BLOCK_T):
+            t = t0 + rows  # (BT, 1) walking order
+            ra = t + off  # entering the window
+            rb = ra - w  # leaving it
+            ma = (ra < T) & smooth
+            mb = (rb >= 0) & (rb < T) & smooth
+            if REVERSE:
+                pa, pb, pt = T - 1 - ra, T - 1 - rb, T - 1 - t
+            else:
+                pa, pb, pt = ra, rb, t
+            va = tl.load(xb + pa.to(tl.int64) * sxt + colx, mask=ma, other=0.0).to(ACC)
+            vb = tl.load(xb + pb.to(tl.int64) * sxt + colx, mask=mb, other=0.0).to(ACC)
+            if PRESCALE:
+                va = va * _inv_count(pa, w, off, T, ZERO_SOS, ACC)
+                vb = vb * _inv_count(pb, w, off, T, ZERO_SOS, ACC)
+            d = va - vb  # (BT, BE)
+            s = tl.cumsum(d, axis=0) + acc[None, :]
+            acc += tl.sum(d, axis=0)
+            if POSTSCALE:
+                s = s * _inv_count(pt, w, off, T, ZERO_SOS, ACC)
+            tmask = (t < T) & cmask[None, :]
+            keep = tl.load(xb + pt.to(tl.int64) * sxt + colx, mask=tmask & (w == 0), other=0.0).to(ACC)
+            y = tl.where(smooth, s, keep)
+            tl.store(yb + pt.to(tl.int64) * syt + coly, y.to(y_ptr.dtype.element_ty), mask=tmask)
+
+
+def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
+            backward: bool) -> torch.Tensor:
+    if not HAS_TRITON:
+        raise RuntimeError("the fused wavelet kernel needs Triton; use impl: prefix")
+    B, T, E = x.shape
+    y = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
+    if y.numel() == 0:
+        return y
+    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
+    grid = (B, triton.cdiv(E, BLOCK_E))
+    _box_kernel[grid](x, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
+                      REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
+                      ACC=acc, BLOCK_T=BLOCK_T, BLOCK_E=BLOCK_E, num_warps=NUM_WARPS)
+    return y
+
+
+@torch.library.custom_op("lra_wavelet::box_mean", mutates_args=())
+def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool) -> torch.Tensor:
+    """y (B, T, E): coordinate e is the mean of x over window [t+off[e]-win[e]+1, t+off[e]]; win[e] = 0 copies x.
+
+    win, off: int32 (E,) on x's device; max_off = max(off) (a Python int, so no device sync).
+    """
+    return _launch(x, win, off, max_off, zero_sos, backward=False)
+
+
+@torch.library.custom_op("lra_wavelet::box_mean_backward", mutates_args=())
+def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                            zero_sos: bool) -> torch.Tensor:
+    return _launch(g, win, off, max_off, zero_sos, backward=True)
+
+
+@box_mean_fused.register_fake
+def _(x, win, off, max_off, zero_sos):
+    return x.new_empty(x.shape)
+
+
+@box_mean_fused_backward.register_fake
+def _(g, win, off, max_off, zero_sos):
+    return g.new_empty(g.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    _, win, off, max_off, zero_sos = inputs
+    ctx.save_for_backward(win, off)
+    ctx.max_off, ctx.zero_sos = max_off, zero_sos
+
+
+def _backward(ctx, g):
+    win, off = ctx.saved_tensors
+    return box_mean_fused_backward(g, win, off, ctx.max_off, ctx.zero_sos), None, None, None, None
+
+
+box_mean_fused.register_autograd(_backward, setup_context=_setup_context)
