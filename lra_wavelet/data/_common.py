@@ -1,0 +1,182 @@
+"""Shared pieces of the byte-level and image tasks: byte ids, cached splits, table files, notices.
+
+A module whose name starts with `_` registers nothing and is skipped by `data/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from .base import ArraySplit, load_arrays, save_arrays
+
+log = logging.getLogger("lra_wavelet.data")
+
+SPLITS = ("train", "val", "test")
+BYTE_VOCAB = 257  # the benchmark's ByteTextEncoder: id = byte + 1, 0 = padding
+
+
+# ----------------------------------------------------------------------------- byte ids
+
+
+def byte_ids(texts: Iterable[bytes], n: int, max_len: int, progress: Optional[str] = None) -> np.ndarray:
+    """(n, max_len) uint16 ids: UTF-8 byte + 1, truncated to max_len, padded with 0.
+
+    `texts` yields bytes (str is encoded as UTF-8). uint16 because 256 + 1 does not fit a byte.
+    """
+    x = np.zeros((n, max_len), dtype=np.uint16)
+    it = texts
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(texts, total=n, desc=progress, unit="doc", leave=False)
+    for i, t in enumerate(it):
+        b = t.encode("utf-8") if isinstance(t, str) else t
+        row = np.frombuffer(b[:max_len], dtype=np.uint8)
+        x[i, : len(row)] = row.astype(np.uint16) + 1
+    return x
+
+
+def ids_to_bytes(ids: np.ndarray) -> bytes:
+    """Inverse of byte_ids for one row (padding dropped): for tests and inspection."""
+    ids = np.asarray(ids)
+    return (ids[ids > 0] - 1).astype(np.uint8).tobytes()
+
+
+def mixed_order(n: int) -> np.ndarray:
+    """A fixed permutation, so that the first k rows (split caps n_val / n_test) hold both labels
+    even when the source lists all negatives first (aclImdb, the HF IMDb parquet)."""
+    return np.random.default_rng(20210101).permutation(n)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+def cached(d: Path, build: Callable[[], dict], names: tuple = SPLITS) -> dict:
+    """Splits from cache dir `d`, building them once with `build()` -> {split: (x, y)}.
+
+    Arrays are stored as x_<split>.npy / y_<split>.npy and memory-mapped on every later load.
+    """
+    if not (d / f"y_{names[-1]}.npy").is_file():
+        arrays = {}
+        for split, (x, y) in build().items():
+            if len(y) == 0:
+                raise UserError(f"{d.parent.name}: the {split} split came out empty; check the source data")
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = x, np.asarray(y, dtype=np.int64)
+        save_arrays(d, **arrays)
+    out = {}
+    for split in names:
+        x, y = load_arrays(d, f"x_{split}", f"y_{split}")
+        out[split] = ArraySplit(x, y)
+    return out
+
+
+def file_key(path: Path) -> dict:
+    """What identifies one input file in a cache fingerprint: resolved path, size, mtime."""
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns}
+
+
+# ----------------------------------------------------------------------------- offline stand-ins
+
+
+def substitute_notice(task: str, what: str) -> None:
+    """The one line that says a run uses a stand-in, not the benchmark's data."""
+    log.warning(
+        "task '%s': no data dir given; using the offline substitute (%s). Numbers from it are NOT "
+        "comparable to published LRA results (data_source=substitute).", task, what
+    )
+
+
+def package_dir(name: str) -> Optional[Path]:
+    """Directory of an installed Python package, found without importing it (some pull heavy deps)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# ----------------------------------------------------------------------------- parquet / Arrow copies
+
+# Where a `datasets` copy keeps a split's files, relative to its directory. Covers the hub layout
+# (plain_text/train-00000-of-00001.parquet), `save_to_disk` (train/data-00000-of-00001.arrow) and
+# the datasets cache (plain_text/0.0.0/<hash>/imdb-train.arrow). Exact split names only, so that
+# IMDb's `unsupervised` split never matches `train`.
+_TABLE_PATTERNS = ("{s}-*.parquet", "{s}.parquet", "{s}/*.parquet", "{s}/*.arrow", "*-{s}.arrow",
+                   "*-{s}-*.arrow", "{s}-*.arrow")
+_TABLE_PREFIXES = ("", "plain_text/", "data/", "plain_text/*/*/")
+
+
+def table_files(root: Path, split: str) -> list[Path]:
+    """Parquet / Arrow files of `split` in a `datasets`-style copy under `root` (may be empty)."""
+    found: list[Path] = []
+    for pre in _TABLE_PREFIXES:
+        for pat in _TABLE_PATTERNS:
+            found += [p for p in root.glob(pre + pat.format(s=split)) if p.is_file()]
+    return sorted(set(found))
+
+
+def read_table(files: list[Path], columns: tuple):
+    """Concatenate `columns` of parquet / Arrow files into one pyarrow Table (pyarrow imported lazily)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{files[0]}: reading parquet/Arrow copies needs pyarrow: pip install pyarrow") from None
+    tables = []
+    for f in files:
+        try:
+            if f.suffix == ".parquet":
+                t = pq.read_table(f)
+            else:  # `datasets` writes Arrow IPC streams; plain Arrow files are accepted too
+                with pa.memory_map(str(f)) as src:
+                    try:
+                        t = pa.ipc.open_stream(src).read_all()
+                    except pa.ArrowInvalid:
+                        src.seek(0)
+                        t = pa.ipc.open_file(src).read_all()
+        except (pa.ArrowInvalid, OSError) as e:
+            raise UserError(f"{f}: not a readable parquet/Arrow file ({e})") from None
+        missing = [c for c in columns if c not in t.column_names]
+        if missing:
+            raise UserError(f"{f}: missing column '{missing[0]}'; expected columns {', '.join(columns)}, "
+                            f"found {', '.join(t.column_names)}")
+        tables.append(t.select(list(columns)))
+    return pa.concat_tables(tables)
+
+
+def int_labels(values, where: str, n_classes: int) -> np.ndarray:
+    """Integer labels in 0..n_classes-1 (1.0 is read as 1), or a UserError naming `where` and the row."""
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = float("nan")
+        if not f.is_integer() or not 0 <= f < n_classes:
+            raise UserError(f"{where}: row {i}: label {v!r} is not an integer in 0-{n_classes - 1}")
+        out[i] = int(f)
+    return out
+
+
+def count_lines(path: Path) -> int:
+    """Number of newline-terminated lines (+1 for a last unterminated one), reading in binary chunks."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while True:
+            buf = f.read(1 << 24)
+            if not buf:
+                break
+            n += buf.count(b"\n")
+            last = buf[-1:]
+    return n + (last != b"\n")
+
