@@ -191,7 +191,8 @@ def build_section(cls, values: dict, section: str):
     kwargs = {}
     for k, v in values.items():
         if k not in hints:
-            raise UserError(f"unknown key '{section}.{k}'{closest(k, names)}; valid keys: {', '.join(names)}")
+            raise UserError(f"unknown key '{section}.{k}'{closest(k, names, prefix=section + '.')}; "
+                            f"valid keys: {', '.join(names)}")
         kwargs[k] = _coerce(v, hints[k], f"{section}.{k}")
     try:
         return cls(**kwargs)
@@ -352,5 +353,12 @@ def check(cfg: RunConfig) -> None:
             raise UserError(f"task.{key} must be positive, got {v}")
 
 
+def yaml_ready(d: dict) -> dict:
+    """Plain lists and scalars only (tuples become lists), so YAML files stay portable."""
+    return json.loads(json.dumps(d))
+
+
 def save(cfg: RunConfig, path) -> None:
-    Path(path).write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
+    from .results import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(yaml_ready(cfg.to_dict()), sort_keys=False))

@@ -78,6 +78,9 @@ class SequenceModel(nn.Module):
     Config = ModelConfig
     causal = False
     default_pool = "cls"
+    # True when outputs at valid positions do not depend on trailing padding (attention with a key mask,
+    # or causal): the trainer may then cut all-padding columns off a batch. Global mixers set False.
+    pad_invariant = True
 
     def __init__(self, task, cfg: ModelConfig):
         super().__init__()

@@ -1,0 +1,277 @@
+"""Command line: run, sweep, prepare, list, validate, report, plot.
+
+    python -m lra_wavelet run --task listops --model wavelet --preset quick
+    python -m lra_wavelet list tasks | models
+    python -m lra_wavelet validate --task text --model gpt --set train.lr=3e-4
+    python -m lra_wavelet sweep --tasks listops image --models gpt wavelet --seeds 0 1 2 --preset quick
+    python -m lra_wavelet report runs results --out results
+    python -m lra_wavelet plot runs --out results/figures
+
+Bad input (unknown names or keys, malformed values, missing data) prints one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import config as config_mod
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's default prints the usage too)
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _registries():
+    from . import data, models  # noqa: F401  (importing fills TASKS and MODELS)
+    from .registry import MODELS, TASKS
+
+    return TASKS, MODELS
+
+
+def _common(p: argparse.ArgumentParser, task_required: bool = True):
+    p.add_argument("--task", required=False, help="registered task name (see `list tasks`)")
+    p.add_argument("--model", required=False, help="registered model name (see `list models`)")
+    p.add_argument("--preset", help="a named block of the task's YAML, e.g. quick or paper")
+    p.add_argument("--config", help="a YAML file of config keys (e.g. a saved runs/.../config.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key, e.g. --set train.lr=3e-4 --set model.d_model=64")
+    p.add_argument("--data-dir", help="root of the official data (the lra_release tree); default $LRA_DATA")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--out", help="root of run directories (default runs)")
+
+
+def _overrides(a) -> dict:
+    o: dict = {}
+    if a.seed is not None:
+        o["seed"] = a.seed
+    if a.max_steps is not None:
+        if a.max_steps <= 0:
+            raise UserError(f"--max-steps must be positive, got {a.max_steps}")
+        o.setdefault("train", {})["max_steps"] = a.max_steps
+    if a.data_dir is not None:
+        if not Path(a.data_dir).expanduser().is_dir():
+            raise UserError(f"--data-dir {a.data_dir}: directory not found")
+        o.setdefault("task", {})["data_dir"] = a.data_dir
+    if a.device is not None:
+        o["device"] = a.device
+    if a.out is not None:
+        o["out"] = a.out
+    return o
+
+
+def _resolve(a, task=None, model=None, seed=None):
+    _registries()
+    o = _overrides(a)
+    if seed is not None:
+        o["seed"] = seed
+    return config_mod.resolve(task or a.task, model or a.model, a.preset, a.config, tuple(a.set), o)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_run(a) -> int:
+    from .train import train
+
+    cfg = _resolve(a)
+    if not a.preset and not a.config:
+        import torch
+
+        if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+            m = cfg.model
+            print(f"no --preset: the reference configuration of '{cfg.task.name}' ({m.n_layers} layers, d_model "
+                  f"{m.d_model}, {cfg.train.max_steps} steps) on the CPU; for a quick check use --preset quick",
+                  file=sys.stderr)
+    out = train(cfg, resume=a.resume, force=a.force, progress=not a.no_progress)
+    _summary(out)
+    return 0 if out.status in ("ok", "partial") else 1
+
+
+def _summary(out) -> None:
+    test = out.metrics.get("test", {})
+    main = {k: v for k, v in test.items() if k in ("accuracy", "loss", "bits_per_token")}
+    shown = ", ".join(f"test {k} {v:.4f}" for k, v in main.items()) or "no test metrics"
+    print(f"{out.status}: {shown}")
+    print(f"results: {out.run_dir / 'result.csv'}")
+
+
+def cmd_validate(a) -> int:
+    cfg = _resolve(a)
+    print(yaml.safe_dump(config_mod.yaml_ready(cfg.to_dict()), sort_keys=False), end="")
+    print(f"# config_hash: {cfg.hash}")
+    return 0
+
+
+def cmd_prepare(a) -> int:
+    TASKS, _ = _registries()
+    cfg = _resolve(a, model=a.model or "gpt")
+    task = TASKS.get(cfg.task.name)(cfg.task)
+    splits = task.splits()
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+    from .data.base import cache_root
+
+    print(f"{task.name}: {sizes} (data_source={task.source}; cache under {cache_root()})")
+    return 0
+
+
+def cmd_list(a) -> int:
+    import pandas as pd
+
+    TASKS, MODELS = _registries()
+    if a.what == "tasks":
+        rows = []
+        for name in TASKS.names():
+            cls = TASKS.get(name)
+            cfg = config_mod.resolve(name, "gpt")
+            t = cls(cfg.task)
+            rows.append({"task": name, "kind": t.kind, "seq_len": t.seq_len, "classes": t.n_classes or "-",
+                         "vocab": t.vocab_size, "data source": _source_hint(t, cfg.task),
+                         "description": t.description})
+        print(pd.DataFrame(rows).to_string(index=False))
+    else:
+        from .flops import count
+
+        rows = []
+        for name in MODELS.names():
+            cfg = config_mod.resolve(a.task, name)
+            t = TASKS.get(a.task)(cfg.task)
+            try:
+                c = count(MODELS.get(name)(t, cfg.model), t)
+                rows.append({"model": name, "params": f"{c['params']:,}",
+                             "GFLOPs/example": f"{c['flops_per_example'] / 1e9:.2f}",
+                             "description": (MODELS.get(name).__doc__ or "").strip().splitlines()[0]})
+            except (ValueError, RuntimeError) as e:
+                rows.append({"model": name, "params": "-", "GFLOPs/example": "-", "description": f"n/a: {e}"})
+        print(f"at the reference size of task '{a.task}' (tasks/{a.task}.yaml):")
+        print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _source_hint(task, tcfg) -> str:
+    if tcfg.data_dir:
+        return "official (data dir)"
+    return task.default_source
+
+
+def cmd_sweep(a) -> int:
+    from .train import train
+
+    grid = {"tasks": a.tasks, "models": a.models, "seeds": a.seeds}
+    if a.grid:
+        g = config_mod.load_yaml(a.grid)
+        unknown = set(g) - {"tasks", "models", "seeds", "preset", "set"}
+        if unknown:
+            raise UserError(f"{a.grid}: unknown key '{sorted(unknown)[0]}'; expected tasks, models, seeds, preset, set")
+        grid.update({k: g[k] for k in ("tasks", "models", "seeds") if k in g and not grid.get(k)})
+        a.preset = a.preset or g.get("preset")
+        a.set = list(g.get("set") or []) + a.set
+    for k in ("tasks", "models"):
+        if not grid.get(k):
+            raise UserError(f"sweep: no {k} given (--{k} ... or a --grid YAML with '{k}:')")
+    seeds = grid.get("seeds") or [0]
+    cells = [(t, m, s) for t in grid["tasks"] for m in grid["models"] for s in seeds]
+    cfgs = [_resolve(a, task=t, model=m, seed=int(s)) for t, m, s in cells]  # validate every cell first
+    done = failed = 0
+    for (t, m, s), cfg in zip(cells, cfgs):
+        print(f"[{done + failed + 1}/{len(cells)}] {t} × {m} × seed {s}", file=sys.stderr)
+        try:
+            out = train(cfg, resume=True, progress=not a.no_progress)
+        except UserError:
+            raise
+        except Exception as e:  # one broken cell must not stop the grid
+            print(f"  failed: {type(e).__name__}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        _summary(out)
+        done += 1
+    print(f"sweep: {done} cells done, {failed} failed")
+    return 0 if not failed else 1
+
+
+def cmd_report(a) -> int:
+    from .report import write_reports
+
+    write_reports(a.paths, Path(a.out), tables=a.table)
+    return 0
+
+
+def cmd_plot(a) -> int:
+    from .plot import write_plots
+
+    for p in write_plots(a.paths, Path(a.out)):
+        print(p)
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lra_wavelet", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="train and evaluate one model on one task")
+    _common(r)
+    r.add_argument("--resume", action="store_true", help="continue the run with this config from its checkpoint")
+    r.add_argument("--force", action="store_true", help="run again even if a finished result exists")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(fn=cmd_run)
+
+    v = sub.add_parser("validate", help="print the resolved config without training")
+    _common(v)
+    v.set_defaults(fn=cmd_validate)
+
+    pr = sub.add_parser("prepare", help="build a task's data cache once")
+    _common(pr)
+    pr.set_defaults(fn=cmd_prepare)
+
+    ls = sub.add_parser("list", help="list registered tasks or models")
+    ls.add_argument("what", choices=["tasks", "models"])
+    ls.add_argument("--task", default="listops", help="task whose reference size is used for model sizes")
+    ls.set_defaults(fn=cmd_list)
+
+    sw = sub.add_parser("sweep", help="task × model × seed grid; skips finished cells, resumes unfinished ones")
+    _common(sw)
+    sw.add_argument("--tasks", nargs="+")
+    sw.add_argument("--models", nargs="+")
+    sw.add_argument("--seeds", nargs="+", type=int)
+    sw.add_argument("--grid", help="YAML with tasks, models, seeds (and optionally preset, set)")
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(fn=cmd_sweep)
+
+    rp = sub.add_parser("report", help="tables (Markdown + CSV) from tidy result rows")
+    rp.add_argument("paths", nargs="*", default=["runs", "results"])
+    rp.add_argument("--out", default="results")
+    rp.add_argument("--table", nargs="+", default=["lra", "pretrain", "ablation"],
+                    choices=["lra", "pretrain", "ablation"])
+    rp.set_defaults(fn=cmd_report)
+
+    pl = sub.add_parser("plot", help="figures (PNG) from run curves and result rows")
+    pl.add_argument("paths", nargs="*", default=["runs", "results"])
+    pl.add_argument("--out", default="results/figures")
+    pl.set_defaults(fn=cmd_plot)
+    return p
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Run directories and tidy result rows.
+
+One row per (run, split, metric), columns SCHEMA. Rows are written atomically (temp file + rename),
+so a killed run never leaves a half-written or duplicated row. Tables are pivots made late (report.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+SCHEMA = [
+    "run_id", "task", "task_version", "data_source", "model", "n_params", "seed", "split", "metric", "value",
+    "step", "tokens_seen", "wall_time_s", "status", "config_hash", "git_sha", "device", "schema_version",
+]
+STATUSES = ("ok", "diverged", "failed", "partial")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    df = pd.DataFrame(rows, columns=SCHEMA)
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout
+            return sha + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def environment(device) -> dict:
+    import torch
+
+    dev = str(device)
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        dev = torch.cuda.get_device_name(torch.device(dev))
+    return {
+        "git_sha": git_sha(), "package_version": __version__, "torch": torch.__version__,
+        "python": platform.python_version(), "platform": platform.platform(), "device": dev,
+        "cuda": torch.version.cuda, "cpu_count": os.cpu_count(),
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def find_result_files(paths) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_file() and p.suffix == ".csv":
+            files.append(p)
+        elif p.is_dir():
+            files += sorted(p.rglob("result.csv")) + sorted(q for q in p.glob("*.csv"))
+    return list(dict.fromkeys(files))
+
+
+def load(paths) -> pd.DataFrame:
+    """All tidy rows under `paths` (run dirs' result.csv files and committed results/*.csv), deduplicated."""
+    frames = []
+    for f in find_result_files(paths):
+        try:
+            df = pd.read_csv(f)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        if set(SCHEMA) <= set(df.columns):
+            frames.append(df[SCHEMA])
+    if not frames:
+        return pd.DataFrame(columns=SCHEMA)
+    df = pd.concat(frames, ignore_index=True)
+    return df.drop_duplicates(subset=["run_id", "split", "metric"], keep="last").reset_index(drop=True)
