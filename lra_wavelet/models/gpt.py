@@ -189,7 +189,7 @@ class LearnableOp(WaveletOp):
         if self.sos == "available":
             t = torch.arange(1, T + 1, device=z.device)[:, None]  # (T, 1)
             w = self.windows[None, :]
-            out = out * (w / torch.minimum(t, w)).to(out.dtype)
+            out = out * (w.to(out.dtype) / torch.minimum(t, w).to(out.dtype))
         return out
 
 

@@ -78,7 +78,7 @@ def decay_scan(x: torch.Tensor, a: torch.Tensor, chunk: int = 64) -> torch.Tenso
     if nc > 1:
         ends = decay_scan(s[:, :, -1], a.pow(C), chunk)  # (B, nc, N): state after each chunk
         enter = F.pad(ends[:, :-1], (0, 0, 1, 0))  # (B, nc, N): state entering each chunk
-        s = s + a.pow((i + 1).to(a.dtype))[:, None].to(x.dtype) * enter[:, :, None]  # (C, N) x (B, nc, 1, N)
+        s = s + a.pow((i + 1).to(a.dtype)[:, None]).to(x.dtype) * enter[:, :, None]  # (C, N) x (B, nc, 1, N)
     return s.reshape(B, nc * C, N)[:, :T]
 
 

@@ -1,0 +1,323 @@
+"""Model zoo: every model on every task kind, causality, parameter counts, the Haar op against pywt,
+the wavelet transforms, the variants' initialisation, and the fused kernel against the reference."""
+
+import math
+import os
+import types
+
+import pytest
+import torch
+
+import lra_wavelet.models  # noqa: F401  (registers every model)
+from lra_wavelet.flops import count
+from lra_wavelet.models import ops, triton_ops
+from lra_wavelet.models.gpt import EMAConfig, EMAOp, LearnableConfig, LearnableOp, WaveletConfig, WaveletOp
+from lra_wavelet.models.wavspa import dwt, idwt
+from lra_wavelet.registry import MODELS
+
+TINY = dict(n_layers=2, d_model=16, n_heads=2, d_ff=32)
+PAPER = dict(n_layers=10, d_model=128, n_heads=8, d_ff=512)
+CAUSAL = [n for n in MODELS.names() if MODELS.get(n).causal]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: thread start-up would cost more than the arithmetic."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_task(kind, L=24, vocab=11, classes=3, pad_id=0):
+    return types.SimpleNamespace(kind=kind, seq_len=L, vocab_size=vocab, n_classes=0 if kind == "lm" else classes,
+                                 pad_id=pad_id)
+
+
+def build(name, task, **kw):
+    cls = MODELS.get(name)
+    return cls(task, cls.Config(name=name, **{**TINY, **kw}))
+
+
+def tokens(shape, vocab=11, n_pad=0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(1, vocab, shape, generator=g)
+    if n_pad:
+        x[..., -n_pad:] = 0
+    return x
+
+
+# ----------------------------------------------------------------------------- every model, every kind
+
+
+@pytest.mark.parametrize("kind", ["classify", "retrieve", "lm"])
+@pytest.mark.parametrize("name", MODELS.names())
+def test_forward_backward_every_parameter_gets_a_gradient(name, kind):
+    torch.manual_seed(0)
+    task = make_task(kind, L=20)
+    model = build(name, task)
+    B = 3
+    x = tokens((B, 2, 20) if kind == "retrieve" else (B, 20), n_pad=0 if kind == "lm" else 5)
+    out = model({"x": x})
+    assert out.shape == ((B, 20, task.vocab_size) if kind == "lm" else (B, task.n_classes))
+    out.float().pow(2).mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}/{kind}: no gradient for {pname}"
+        assert torch.isfinite(p.grad).all(), f"{name}/{kind}: non-finite gradient for {pname}"
+
+
+# ----------------------------------------------------------------------------- causality
+
+CAUSAL_CASES = [(n, {}) for n in CAUSAL] + [
+    ("wavelet", dict(transform_embedding=True, sos="zero", coords="interleaved")),
+    ("wavelet-learnable", dict(transform_embedding=True, sos="zero")),
+    ("wavelet-ema", dict(sos="zero", mod_frac=1.0)),
+]
+
+
+def _prefix_outputs(model, x, readout):
+    if readout == "lm":
+        return model({"x": x})
+    return model.encode(x)[0]  # per-position states, which the mean readout averages
+
+
+@pytest.mark.parametrize("readout", ["lm", "classify-mean"])
+@pytest.mark.parametrize("name,kw", CAUSAL_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CAUSAL_CASES)])
+def test_causal_models_never_see_the_future(name, kw, readout):
+    torch.manual_seed(0)
+    L = 32
+    kind = "lm" if readout == "lm" else "classify"
+    model = build(name, make_task(kind, L=L, pad_id=None), pool=None if kind == "lm" else "mean", **kw).eval()
+    x = tokens((2, L))
+    ref = _prefix_outputs(model, x, readout)
+    for t in (0, 7, 20):
+        x2 = x.clone()
+        x2[:, t + 1:] = tokens((2, L - t - 1), seed=t + 1)
+        out = _prefix_outputs(model, x2, readout)
+        torch.testing.assert_close(out[:, : t + 1], ref[:, : t + 1], rtol=0, atol=1e-5)
+        assert not torch.allclose(out[:, t + 1:], ref[:, t + 1:])  # the perturbation does reach later outputs
+
+
+def test_the_causality_test_detects_a_noncausal_model():
+    model = build("wavelet-noncausal", make_task("lm", L=32, pad_id=None)).eval()
+    x = tokens((2, 32))
+    x2 = x.clone()
+    x2[:, 21:] = tokens((2, 11), seed=3)
+    assert not torch.allclose(model({"x": x})[:, :21], model({"x": x2})[:, :21])
+
+
+# ----------------------------------------------------------------------------- parameter counts
+
+
+def test_parameter_counts_at_paper_size():
+    task = make_task("lm", L=512, vocab=256, pad_id=None)
+    n = {name: build(name, task, **PAPER).n_params() for name in
+         ("gpt", "wavelet", "wavelet-single", "wavelet-ema", "wavelet-learnable")}
+    assert n["wavelet"] == n["gpt"] == n["wavelet-single"] == n["wavelet-ema"]
+    assert 10_000 <= n["wavelet-learnable"] - n["gpt"] <= 40_000
+    assert n["wavelet-learnable"] - n["gpt"] == 10 * 64 * 32  # layers x modified coordinates x taps
+
+
+def test_flops_count_matches_the_matmuls_of_gpt():
+    L, V = 24, 11
+    task = make_task("lm", L=L, vocab=V, pad_id=None)
+    model = build("gpt", task)
+    d, ff, layers = TINY["d_model"], TINY["d_ff"], TINY["n_layers"]
+    per_layer = 2 * L * d * 3 * d + 2 * L * d * d + 2 * L * d * ff * 2 + 4 * L * L * d  # qkv, proj, MLP, attention
+    c = count(model, task)
+    assert c == {"params": model.n_params(), "flops_per_example": layers * per_layer + 2 * L * d * V}
+    fnet = count(build("fnet", task), task)["flops_per_example"]
+    assert 0 < fnet < c["flops_per_example"]  # the FFT is counted, and cheaper than attention
+    rt = make_task("retrieve", L=L, vocab=V)
+    enc = count(build("gpt", rt), rt)["flops_per_example"]
+    assert enc > 2 * layers * per_layer  # both documents
+
+
+# ----------------------------------------------------------------------------- the Haar operation
+
+
+def test_box_mean_equals_pywt_haar_approximation_where_the_window_is_full():
+    pywt = pytest.importorskip("pywt")
+    T = 64
+    x = torch.randn(2, T, 3, dtype=torch.float64)
+    for level in range(1, 7):
+        w = 2 ** level
+        y = ops.box_mean(x, torch.full((3,), w))
+        approx = torch.from_numpy(pywt.wavedec(x.numpy(), "haar", level=level, axis=1, mode="periodization")[0])
+        torch.testing.assert_close(y[:, w - 1 :: w], approx / 2 ** (level / 2), rtol=0, atol=1e-12)
+        a = x.numpy()  # the same through single-level transforms applied repeatedly
+        for _ in range(level):
+            a = pywt.dwt(a, "haar", axis=1)[0]
+        torch.testing.assert_close(y[:, w - 1 :: w], torch.from_numpy(a) / 2 ** (level / 2), rtol=0, atol=1e-12)
+
+
+def test_wavelet_op_applies_pywt_levels_to_the_modified_coordinates():
+    pywt = pytest.importorskip("pywt")
+    T, E = 32, 16
+    op = WaveletOp(WaveletConfig(d_model=E, impl="prefix"), context=T)
+    x = torch.randn(2, T, E, dtype=torch.float64)
+    y = op(x)
+    torch.testing.assert_close(y[..., :8], x[..., :8], rtol=0, atol=0)  # the untouched half
+    assert op.windows.tolist() == [2, 2, 4, 4, 8, 16, 16, 32]  # l(j) = 1 + floor(j * 5 / 8): 2 .. T
+    for j, w in enumerate(op.windows.tolist()):
+        level = int(math.log2(w))
+        approx = pywt.wavedec(x[..., 8 + j].numpy(), "haar", level=level, axis=1, mode="periodization")[0]
+        torch.testing.assert_close(y[:, w - 1 :: w, 8 + j], torch.from_numpy(approx) / 2 ** (level / 2),
+                                   rtol=0, atol=1e-12)
+
+
+def test_default_level_map_spans_windows_2_to_the_context():
+    w = 2 ** ops.level_map(64, 512)
+    assert w[0] == 2 and w[-1] == 512 and bool((w[1:] >= w[:-1]).all())
+
+
+def test_start_of_sequence_rules():
+    x = torch.randn(1, 6, 1, dtype=torch.float64)
+    avail = ops.box_mean(x, torch.tensor([4]), sos="available")[0, :, 0]
+    zero = ops.box_mean(x, torch.tensor([4]), sos="zero")[0, :, 0]
+    torch.testing.assert_close(avail[1], x[0, :2, 0].mean())
+    torch.testing.assert_close(zero[1], x[0, :2, 0].sum() / 4)
+    torch.testing.assert_close(avail[5], zero[5])
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+@pytest.mark.parametrize("sos", ["available", "zero"])
+def test_learnable_op_at_init_is_the_haar_op(sos):
+    T, E = 128, 32
+    cfg = dict(d_model=E, sos=sos, impl="prefix")
+    haar = WaveletOp(WaveletConfig(**cfg), context=T)
+    learn = LearnableOp(LearnableConfig(taps=8, **cfg), context=T)  # windows 2..128: dilations 1..16
+    assert {d for d, _, _ in learn.groups} == {1, 2, 4, 8, 16}
+    x = torch.randn(2, T, E, dtype=torch.float64)
+    torch.testing.assert_close(learn(x), haar(x), rtol=0, atol=1e-12)
+
+
+def test_learnable_model_at_init_is_the_wavelet_model():
+    task = make_task("lm", L=64, pad_id=None)
+    torch.manual_seed(0)
+    haar = build("wavelet", task, transform_embedding=True).eval()
+    learn = build("wavelet-learnable", task, transform_embedding=True).eval()
+    missing, unexpected = learn.load_state_dict(haar.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith("taps") for k in missing) and len(missing) == TINY["n_layers"] + 1
+    x = tokens((2, 64))
+    torch.testing.assert_close(learn({"x": x}), haar({"x": x}), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("sos", ["available", "zero"])
+def test_ema_matches_a_loop(sos):
+    T, N = 70, 5
+    x = torch.randn(2, T, N, dtype=torch.float64)
+    a = torch.tensor([0.0, 0.3, 0.9, 0.99, 0.999], dtype=torch.float64)
+    y_ref, prev = torch.empty_like(x), torch.zeros(2, N, dtype=torch.float64)
+    for t in range(T):
+        prev = a * prev + (1 - a) * x[:, t]
+        y_ref[:, t] = prev if sos == "zero" else prev / (1 - a ** (t + 1))
+    torch.testing.assert_close(ops.ema(x, a, sos=sos), y_ref, rtol=0, atol=1e-10)
+    s_ref = y_ref if sos == "zero" else None
+    if s_ref is not None:  # deep recursion: chunks of 4 -> 18 -> 5 -> 2 chunk ends
+        torch.testing.assert_close((1 - a) * ops.decay_scan(x, a, chunk=4), s_ref, rtol=0, atol=1e-10)
+
+
+def test_ema_decays_are_spaced_linearly_over_the_modified_coordinates():
+    op = EMAOp(EMAConfig(d_model=16), context=32)
+    torch.testing.assert_close(op.decay, torch.arange(1, 9, dtype=torch.float64) / 9)
+
+
+# ----------------------------------------------------------------------------- wavspa and the encoders
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "ortho"])
+def test_dwt_then_idwt_reconstructs(wavelet):
+    x = torch.randn(2, 48, 5, dtype=torch.float64)
+    angles = None if wavelet == "haar" else torch.rand(3, 5, dtype=torch.float64) * 6
+    coeffs = dwt(x, 3, angles)
+    assert [c.shape[1] for c in coeffs] == [24, 12, 6, 6]
+    torch.testing.assert_close(idwt(coeffs, angles), x, rtol=0, atol=1e-12)
+
+
+def test_haar_dwt_equals_pywt():
+    pywt = pytest.importorskip("pywt")
+    x = torch.randn(2, 48, 5, dtype=torch.float64)
+    ours = dwt(x, 3)
+    ref = pywt.wavedec(x.numpy(), "haar", level=3, axis=1)  # [a_3, d_3, d_2, d_1]
+    for c, r in zip(ours, ref[1:][::-1] + ref[:1]):
+        torch.testing.assert_close(c, torch.from_numpy(r), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,kw", [("transformer", {}), ("transformer", {"pos": "learned"}),
+                                     ("wavspa", {}), ("wavspa", {"wavelet": "ortho"})])
+def test_encoder_output_ignores_padding_length(name, kw):
+    """Valid positions never attend to padding: a longer padded tail leaves the prediction unchanged
+    (L = 21 and 29 are not multiples of wavspa's 2**3, so its internal padding is exercised too)."""
+    torch.manual_seed(0)
+    short = build(name, make_task("classify", L=21), **kw).eval()
+    long = build(name, make_task("classify", L=29), **kw).eval()
+    state = short.state_dict()
+    if "pos" in state:  # learned positions: the first 21 (+CLS) rows are shared
+        long_state = long.state_dict()
+        long_state["pos"][: state["pos"].shape[0]] = state["pos"]
+        state = {**state, "pos": long_state["pos"]}
+    long.load_state_dict(state)
+    x = tokens((3, 21), n_pad=6)
+    x_long = torch.cat([x, torch.zeros(3, 8, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(long({"x": x_long}), short({"x": x}), rtol=0, atol=1e-5)
+
+
+def test_transformer_pad_id_switch_and_cls():
+    """pad_id None (the pixel-0 switch off) makes token 0 an ordinary input that is attended to."""
+    torch.manual_seed(0)
+    masked = build("transformer", make_task("classify", L=24, pad_id=0)).eval()
+    assert masked.cls is not None and not masked.cls.any()  # learned CLS vector, zero at init
+    plain = build("transformer", make_task("classify", L=24, pad_id=None)).eval()
+    plain.load_state_dict(masked.state_dict())
+    x = tokens((2, 24), n_pad=8)
+    assert not torch.allclose(plain({"x": x}), masked({"x": x}))
+
+
+def test_fnet_mixing_ignores_what_padded_positions_hold():
+    mixer = build("fnet", make_task("classify", L=24)).blocks[0].mixer
+    mask = (torch.arange(25) < 17).expand(2, 25)  # CLS + 16 valid tokens, 8 padded
+    h = torch.randn(2, 25, 16)
+    h2 = h.clone()
+    h2[:, 17:] = torch.randn(2, 8, 16)
+    torch.testing.assert_close(mixer(h2, mask), mixer(h, mask))
+    unmasked = mixer(h2, None)
+    assert not torch.allclose(unmasked, mixer(h, None))
+    # unitary transform: the mixer keeps the scale of its input (the real part holds about half the energy)
+    assert 0.6 < mixer(h, None).norm() / h.norm() < 0.8
+
+
+# ----------------------------------------------------------------------------- the fused kernel
+
+FUSED = triton_ops.HAS_TRITON and (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def test_impl_switch_without_triton():
+    if triton_ops.HAS_TRITON:
+        pytest.skip("triton imports here")
+    with pytest.raises(ValueError, match="triton"):
+        WaveletConfig(impl="triton")
+    op = WaveletOp(WaveletConfig(d_model=8), context=16)  # auto falls back to prefix sums
+    assert not op.use_fused(torch.zeros(1, 16, 8))
+
+
+@pytest.mark.skipif(not FUSED, reason="needs triton and CUDA (or TRITON_INTERPRET=1)")
+@pytest.mark.parametrize("causal,sos,coords", [(True, "available", "second_half"), (True, "zero", "interleaved"),
+                                               (False, "available", "first_half"), (False, "zero", "second_half")])
+def test_fused_kernel_matches_prefix_sums_forward_and_backward(causal, sos, coords):
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    B, T, E = 3, 77, 40  # T not a multiple of the tile, E not a multiple of the column block
+    cfg = dict(d_model=E, sos=sos, coords=coords, causal_op=causal, mod_frac=0.6)
+    ref_op = WaveletOp(WaveletConfig(impl="prefix", **cfg), context=100).to(dev)
+    fused_op = WaveletOp(WaveletConfig(impl="triton", **cfg), context=100).to(dev)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        x = torch.randn(B, T, E, device=dev, dtype=dtype).transpose(0, 1).contiguous().transpose(0, 1)  # strided
+        x1, x2 = x.clone().requires_grad_(), x.double().requires_grad_()
+        y1, y2 = fused_op(x1), ref_op(x2)
+        g = torch.randn_like(y2)
+        (y1 * g.to(dtype)).sum().backward()
+        (y2 * g).sum().backward()
+        assert (y1.double() - y2).norm() / y2.norm() < tol
+        assert (x1.grad.double() - x2.grad).norm() / x2.grad.norm() < tol
