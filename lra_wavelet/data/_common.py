@@ -125,7 +125,10 @@ def table_files(root: Path, split: str) -> list[Path]:
 
 
 def read_table(files: list[Path], columns: tuple):
-    """Concatenate `columns` of parquet / Arrow files into one pyarrow Table (pyarrow imported lazily)."""
+    """Concatenate `columns` of parquet / Arrow files into one pyarrow Table (pyarrow imported lazily).
+
+    A column given as a tuple of names takes the first one present and is renamed to the first name.
+    """
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -145,11 +148,17 @@ def read_table(files: list[Path], columns: tuple):
                         t = pa.ipc.open_file(src).read_all()
         except (pa.ArrowInvalid, OSError) as e:
             raise UserError(f"{f}: not a readable parquet/Arrow file ({e})") from None
-        missing = [c for c in columns if c not in t.column_names]
-        if missing:
-            raise UserError(f"{f}: missing column '{missing[0]}'; expected columns {', '.join(columns)}, "
-                            f"found {', '.join(t.column_names)}")
-        tables.append(t.select(list(columns)))
+        picked, names = [], []
+        for col in columns:
+            alts = (col,) if isinstance(col, str) else tuple(col)
+            have = [a for a in alts if a in t.column_names]
+            if not have:
+                raise UserError(f"{f}: missing column '{alts[0]}'; expected columns "
+                                f"{', '.join(c if isinstance(c, str) else '|'.join(c) for c in columns)}, "
+                                f"found {', '.join(t.column_names)}")
+            picked.append(have[0])
+            names.append(alts[0])
+        tables.append(t.select(picked).rename_columns(names))
     return pa.concat_tables(tables)
 
 
