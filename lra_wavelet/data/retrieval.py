@@ -268,11 +268,16 @@ def _negatives(pos: list[tuple[str, str]], linked: dict, rng) -> list[Optional[s
     """One partner per positive (anchor, other): the `other` pages of the split, re-dealt to anchors.
 
     Every `other` is dealt back exactly once, first to anchors whose `other` lives in the same directory,
-    then what is left moves up to the parent directory, and so on to the root. So each page is a
-    negative partner exactly as often as it is a positive one: its identity and popularity carry no label.
+    then what is left moves up to the parent directory, and so on to the root, where a last anchor may
+    swap with an earlier one. So each page is a negative partner exactly as often as it is a positive
+    one (unless an anchor finds no admissible partner at all): its identity and popularity carry no label.
     A partner must not be linked with the anchor (either way) nor repeat a pair already made.
     """
     taken = {frozenset(p) for p in pos}
+
+    def ok(anchor: str, page: str) -> bool:
+        return page != anchor and page not in linked[anchor] and frozenset((anchor, page)) not in taken
+
     result: list[Optional[str]] = [None] * len(pos)
     demand: dict[str, list[int]] = defaultdict(list)  # directory -> positives that need a partner
     supply: dict[str, list[str]] = defaultdict(list)  # directory -> pages still to deal
@@ -293,7 +298,7 @@ def _negatives(pos: list[tuple[str, str]], linked: dict, rng) -> list[Optional[s
         for i in want:
             anchor = pos[i][0]
             for k, page in enumerate(have):
-                if page != anchor and page not in linked[anchor] and frozenset((anchor, page)) not in taken:
+                if ok(anchor, page):
                     result[i] = have.pop(k)
                     taken.add(frozenset((anchor, page)))
                     break
@@ -302,6 +307,20 @@ def _negatives(pos: list[tuple[str, str]], linked: dict, rng) -> list[Optional[s
         if d:
             demand[posixpath.dirname(d)] += left
             supply[posixpath.dirname(d)] += have
+            continue
+        # root: an anchor still without a partner takes one dealt earlier (j's), and j takes a leftover page
+        dealt = [j for j in rng.permutation(len(pos)) if result[j] is not None]
+        for i in left:
+            swap = next(((j, k) for k, q in enumerate(have) for j in dealt
+                         if ok(pos[i][0], result[j]) and ok(pos[j][0], q)), None)
+            if swap is None:
+                continue  # the caller drops this positive
+            j, k = swap
+            q = have.pop(k)
+            taken.discard(frozenset((pos[j][0], result[j])))
+            result[i], result[j] = result[j], q
+            taken.update((frozenset((pos[i][0], result[i])), frozenset((pos[j][0], q))))
+            dealt.append(i)
     return result
 
 

@@ -155,8 +155,8 @@ def make_documents(snippets, c: TextConfig) -> dict[str, tuple[list[bytes], np.n
             # without replacement inside a document; the pool is reshuffled when it runs out
             while size < target:
                 for i in rng.permutation(len(pool)):
+                    size += len(pool[i]) + bool(parts)  # + the joining space
                     parts.append(pool[i])
-                    size += len(pool[i]) + 1
                     if size >= target:
                         break
             docs.append(b" ".join(parts))
