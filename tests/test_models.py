@@ -314,10 +314,15 @@ def test_fused_kernel_matches_prefix_sums_forward_and_backward(causal, sos, coor
     fused_op = WaveletOp(WaveletConfig(impl="triton", **cfg), context=100).to(dev)
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
         x = torch.randn(B, T, E, device=dev, dtype=dtype).transpose(0, 1).contiguous().transpose(0, 1)  # strided
-        x1, x2 = x.clone().requires_grad_(), x.double().requires_grad_()
+        x1, x2 = x.clone().requires_grad_(), x.double().clone().requires_grad_()
         y1, y2 = fused_op(x1), ref_op(x2)
         g = torch.randn_like(y2)
         (y1 * g.to(dtype)).sum().backward()
         (y2 * g).sum().backward()
         assert (y1.double() - y2).norm() / y2.norm() < tol
         assert (x1.grad.double() - x2.grad).norm() / x2.grad.norm() < tol
+        x3 = x.clone().requires_grad_()  # the custom op that torch.compile sees: same values, same gradient
+        y3 = triton_ops.box_mean_fused(x3, fused_op.win_full, fused_op.off_full, fused_op.max_off, sos == "zero")
+        (y3 * g.to(dtype)).sum().backward()
+        torch.testing.assert_close(y3, y1, rtol=0, atol=0)
+        torch.testing.assert_close(x3.grad, x1.grad, rtol=0, atol=0)

@@ -84,6 +84,9 @@ class WaveletOp(nn.Module):
         self.register_buffer("win_full", win, persistent=False)
         self.register_buffer("off_full", off, persistent=False)
         self.max_off = int(off.max()) if E else 0
+        # under torch.compile, run the kernel on the modified slice only and leave the concatenation to
+        # the compiler (which can fuse it into the next block) instead of copying the untouched coordinates
+        self.split_when_compiled = False
 
     def smooth(self, z: torch.Tensor) -> torch.Tensor:
         return box_mean(z, self.windows, causal=self.causal, sos=self.sos)
@@ -97,7 +100,13 @@ class WaveletOp(nn.Module):
         if self.idx.numel() == 0:
             return x
         if self.use_fused(x):
-            return triton_ops.box_mean_fused(x, self.win_full, self.off_full, self.max_off, self.sos == "zero")
+            zero = self.sos == "zero"
+            if self.split_when_compiled and self.contiguous and triton_ops.is_compiling():
+                lo, hi = self.lo, self.hi
+                z = triton_ops.box_mean_fused(x[..., lo:hi], self.win_full[lo:hi], self.off_full[lo:hi],
+                                              self.max_off, zero)
+                return torch.cat([x[..., :lo], z, x[..., hi:]], dim=-1)
+            return triton_ops.box_mean_triton(x, self.win_full, self.off_full, self.max_off, zero)
         if self.contiguous:  # (B, T, lo) | smoothed (B, T, n_mod) | (B, T, E - hi)
             return torch.cat([x[..., : self.lo], self.smooth(x[..., self.lo : self.hi]), x[..., self.hi :]], dim=-1)
         out = x.clone()

@@ -20,9 +20,11 @@ over t in [k-off, k-off+w-1]. Read in reverse order (u = T-1-k) that is again a 
 [u+off-w+1, u+off] with the same off: the backward is the same kernel walking T backwards, with
 the forward's 1/count applied to the values as they are loaded. O(T), one read of g, one write.
 
-`box_mean_fused` is a torch.library custom op with a registered fake and autograd formula, so
-torch.compile treats it as one opaque node instead of breaking the graph. Without Triton (or
-without CUDA) nothing here is used: the prefix-sum version in ops.py is the fallback and reference.
+Entry point: `box_mean_triton`. Under torch.compile it calls `box_mean_fused`, a torch.library
+custom op with a registered fake and autograd formula, so the compiler keeps it as one opaque node
+instead of breaking the graph; in eager mode it calls a plain torch.autograd.Function (the same two
+launches with less Python dispatch around them). Without Triton (or without CUDA) nothing here is
+used: the prefix-sum version in ops.py is the fallback and the reference.
 """
 
 from __future__ import annotations
@@ -168,3 +170,28 @@ def _backward(ctx, g):
 
 
 box_mean_fused.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _BoxMean(torch.autograd.Function):
+    """Eager-mode twin of box_mean_fused (same kernels, lighter dispatch)."""
+
+    @staticmethod
+    def forward(ctx, x, win, off, max_off, zero_sos):
+        ctx.save_for_backward(win, off)
+        ctx.max_off, ctx.zero_sos = max_off, zero_sos
+        return _launch(x, win, off, max_off, zero_sos, backward=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        win, off = ctx.saved_tensors
+        return _launch(g, win, off, ctx.max_off, ctx.zero_sos, backward=True), None, None, None, None
+
+
+is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
+def box_mean_triton(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool) -> torch.Tensor:
+    """The fused op: the custom op while torch.compile traces, the autograd.Function otherwise."""
+    if is_compiling():
+        return box_mean_fused(x, win, off, max_off, zero_sos)
+    return _BoxMean.apply(x, win, off, max_off, zero_sos)

@@ -1,0 +1,309 @@
+"""Benchmark of the WaveletGPT operation and of a full training step, GPT vs WaveletGPT (CUDA).
+
+    python3 benchmarks/bench_wavelet.py [--md results/benchmarks/wavelet_op.md] [--no-compile] [--sweep]
+
+1. correctness: the fused kernel against the prefix-sum reference in float64 (forward and backward,
+   causal and centred windows, both start-of-sequence rules), and float32 / bf16 errors;
+2. the op alone (float32, the residual stream's dtype) at the paper's batch (64 x 512 x 128) and at
+   512 x 512 x 128 = 33.5M elements: the copy-bandwidth floor (a device copy of the same tensor:
+   read x once, write y once, exactly the bytes the op must move), eager prefix sums, compiled prefix
+   sums, the fused kernel; forward and forward+backward; L2 flushed before every timed call;
+3. a full training step at the paper's size (10 layers, d_model 128, FFN 512, 8 heads, context 512,
+   vocabulary 256, batch 64; bf16 autocast, AdamW, gradient clipping as in train.py) for GPT and
+   WaveletGPT (prefix sums and fused), eager and torch.compile'd, timed in interleaved rounds in one
+   process so that the ratios compare like with like.
+Prints a table and writes it as Markdown with the device, versions, date and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lra_wavelet.models  # noqa: E402,F401
+from lra_wavelet.models import triton_ops  # noqa: E402
+from lra_wavelet.models.gpt import WaveletConfig, WaveletOp  # noqa: E402
+from lra_wavelet.registry import MODELS  # noqa: E402
+
+PAPER = dict(n_layers=10, d_model=128, n_heads=8, d_ff=512)
+LINES: list[str] = []
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+    LINES.append(line)
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+_flush = None
+
+
+def bench(fn, reps: int = 40, warmup: int = 5, grads=()) -> float:
+    """Median milliseconds of fn() with device events; L2 flushed before each call."""
+    global _flush
+    if _flush is None:
+        _flush = torch.empty(256 * 2**20, dtype=torch.int8, device="cuda")
+    for _ in range(warmup):
+        for g in grads:
+            g.grad = None
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        for g in grads:
+            g.grad = None
+        _flush.zero_()
+        starts[i].record()
+        fn()
+        ends[i].record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends))
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+# ----------------------------------------------------------------------------- 1. correctness
+
+
+def check_correctness() -> bool:
+    say("## Correctness of the fused kernel (relative L2 error vs prefix sums in float64)")
+    say()
+    say("| case | dtype | forward | backward |")
+    say("|---|---|---|---|")
+    ok = True
+    cases = [("causal, available, second half", dict(causal_op=True, sos="available")),
+             ("causal, zero, interleaved", dict(causal_op=True, sos="zero", coords="interleaved")),
+             ("centred, available, first half", dict(causal_op=False, sos="available", coords="first_half")),
+             ("causal, single level", dict(causal_op=True, level_map="single"))]
+    for (name, kw), (B, T, E) in zip(cases, [(8, 512, 128), (3, 333, 96), (4, 512, 128), (2, 1000, 64)]):
+        ref = WaveletOp(WaveletConfig(d_model=E, impl="prefix", **kw), context=T).cuda()
+        fused = WaveletOp(WaveletConfig(d_model=E, impl="triton", **kw), context=T).cuda()
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+            x = torch.randn(B, T, E, device="cuda", dtype=torch.float64)
+            g = torch.randn(B, T, E, device="cuda", dtype=torch.float64)
+            xr = x.clone().requires_grad_()
+            yr = ref(xr)
+            (yr * g).sum().backward()
+            xf = x.to(dtype).requires_grad_()
+            yf = fused(xf)
+            (yf * g.to(dtype)).sum().backward()
+            ef, eb = rel(yf, yr), rel(xf.grad, xr.grad)
+            good = ef < tol and eb < tol and bool(torch.isfinite(yf).all())
+            ok &= good
+            say(f"| {name} ({B}x{T}x{E}) | {str(dtype)[6:]} | {ef:.1e} | {eb:.1e}{'' if good else ' FAIL'} |")
+    say()
+    return ok
+
+
+# ----------------------------------------------------------------------------- 2. the op alone
+
+
+def op_table(sizes, do_compile: bool) -> None:
+    say("## The operation alone (float32; median ms, L2 flushed)")
+    say()
+    say("| B x T x E | elements | copy floor | eager prefix | compiled prefix | fused | fused / floor |"
+        " eager prefix fwd+bwd | compiled prefix fwd+bwd | fused fwd+bwd | fused fwd+bwd / (2 x floor) |")
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    for B, T, E in sizes:
+        n = B * T * E
+        x = torch.randn(B, T, E, device="cuda")
+        y = torch.empty_like(x)
+        g = torch.randn_like(x)
+        floor = bench(lambda: y.copy_(x))
+        prefix = WaveletOp(WaveletConfig(d_model=E, impl="prefix"), context=T).cuda()
+        fused = WaveletOp(WaveletConfig(d_model=E, impl="triton"), context=T).cuda()
+        ops = {"eager": prefix, "fused": fused}
+        if do_compile:
+            try:
+                ops["compiled"] = torch.compile(prefix)
+                ops["compiled"](x)
+            except Exception as e:  # report after the table, keep going
+                print(f"compile of the prefix-sum op failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+                ops.pop("compiled")
+        fwd, fb = {}, {}
+        with torch.no_grad():
+            for k, op in ops.items():
+                fwd[k] = bench(lambda: op(x))
+        xg = x.clone().requires_grad_()
+        for k, op in ops.items():
+            fb[k] = bench(lambda: op(xg).backward(g), grads=[xg])
+        c = lambda d, k: f"{d[k]:.4f}" if k in d else "-"  # noqa: E731
+        gbs = 2 * n * 4 / floor / 1e6
+        say(f"| {B}x{T}x{E} | {n / 1e6:.1f}M | {floor:.4f} ({gbs:.0f} GB/s) | {c(fwd, 'eager')} | "
+            f"{c(fwd, 'compiled')} | {fwd['fused']:.4f} | {fwd['fused'] / floor:.2f} | {c(fb, 'eager')} | "
+            f"{c(fb, 'compiled')} | {fb['fused']:.4f} | {fb['fused'] / (2 * floor):.2f} |")
+    say()
+
+
+def sweep(sizes) -> None:
+    """Tile shapes of the fused kernel, forward and forward+backward; keeps the best for the rest."""
+    say("## Fused kernel tile sweep (float32; median ms)")
+    say()
+    say("| BLOCK_T | BLOCK_E | warps | " + " | ".join(f"{B}x{T}x{E} fwd | fwd+bwd" for B, T, E in sizes) + " |")
+    say("|---|---|---|" + "---|---|" * len(sizes))
+    configs = [(64, 32, 4), (32, 32, 4), (128, 32, 4), (64, 16, 2), (64, 64, 4), (32, 64, 4), (128, 64, 8), (16, 128, 4)]
+    data = [(torch.randn(B, T, E, device="cuda"), torch.randn(B, T, E, device="cuda"),
+             WaveletOp(WaveletConfig(d_model=E, impl="triton"), context=T).cuda()) for B, T, E in sizes]
+    best, best_t = None, float("inf")
+    for cfg in configs:
+        triton_ops.BLOCK_T, triton_ops.BLOCK_E, triton_ops.NUM_WARPS = cfg
+        row, total = [], 0.0
+        for x, g, op in data:
+            with torch.no_grad():
+                f = bench(lambda: op(x), reps=20)
+            xg = x.clone().requires_grad_()
+            fb = bench(lambda: op(xg).backward(g), reps=20, grads=[xg])
+            row += [f"{f:.4f}", f"{fb:.4f}"]
+            total += fb
+        say(f"| {cfg[0]} | {cfg[1]} | {cfg[2]} | " + " | ".join(row) + " |")
+        if total < best_t:
+            best, best_t = cfg, total
+    triton_ops.BLOCK_T, triton_ops.BLOCK_E, triton_ops.NUM_WARPS = best
+    say()
+    say(f"kept BLOCK_T={best[0]}, BLOCK_E={best[1]}, num_warps={best[2]} (smallest summed fwd+bwd time)")
+    say()
+
+
+# ----------------------------------------------------------------------------- 3. training step
+
+
+def train_steps(do_compile: bool, batch: int, rounds: int, steps: int, extra: bool) -> None:
+    say(f"## Training step at paper size (batch {batch}, bf16 autocast, AdamW, grad clip; median ms per step)")
+    say()
+    task = types.SimpleNamespace(kind="lm", seq_len=512, vocab_size=256, n_classes=0, pad_id=None)
+    # (label, registered model, config overrides, modes, split the fused op under compile)
+    specs = [("gpt", "gpt", {}, ("eager", "compiled"), False),
+             ("wavelet (prefix)", "wavelet", {"impl": "prefix"}, ("eager", "compiled"), False),
+             ("wavelet (fused)", "wavelet", {"impl": "triton"}, ("eager", "compiled"), False),
+             ("wavelet (fused, slice + cat)", "wavelet", {"impl": "triton"}, ("compiled",), True)]
+    if extra:
+        specs += [("wavelet-learnable", "wavelet-learnable", {}, ("eager",), False),
+                  ("wavelet-ema", "wavelet-ema", {}, ("eager",), False)]
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randint(0, 256, (batch, 512), device="cuda", generator=gen)
+    y = torch.randint(0, 256, (batch, 512), device="cuda", generator=gen)
+    runs, failures = {}, []
+    for label, name, kw, modes, split in specs:
+        for mode in modes:
+            if mode == "compiled" and not do_compile:
+                continue
+            torch.manual_seed(0)
+            cls = MODELS.get(name)
+            model = cls(task, cls.Config(name=name, **PAPER, **kw)).cuda()
+            if split:
+                model.wavelet.split_when_compiled = True
+            net = torch.compile(model) if mode == "compiled" else model
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9)
+
+            def step(net=net, model=model, opt=opt):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    logits = net({"x": x})
+                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                return loss
+
+            t0 = time.time()
+            try:
+                losses = [float(step()) for _ in range(3)]
+            except Exception as e:
+                failures.append(f"{label} {mode}: failed: {type(e).__name__}: {str(e)[:300]}")
+                continue
+            runs[(label, mode)] = (step, [], time.time() - t0, losses)
+            print(f"  {label} {mode}: warm-up {time.time() - t0:.1f} s, losses {losses}", flush=True)
+    for _ in range(rounds):  # interleaved: every configuration once per round
+        for key, (step, times, _, _) in runs.items():
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            for _ in range(steps):
+                step()
+            e.record()
+            torch.cuda.synchronize()
+            times.append(s.elapsed_time(e) / steps)
+    med = {k: statistics.median(v[1]) for k, v in runs.items()}
+    say("| model | eager ms | eager / gpt | compiled ms | compiled / gpt | warm-up s (eager / compiled) |"
+        " first loss (eager / compiled) |")
+    say("|---|---|---|---|---|---|---|")
+    for label, *_ in specs:
+        e, c = med.get((label, "eager")), med.get((label, "compiled"))
+        ge, gc = med.get(("gpt", "eager")), med.get(("gpt", "compiled"))
+        wu = " / ".join(f"{runs[(label, m)][2]:.0f}" for m in ("eager", "compiled") if (label, m) in runs)
+        eager = f"{e:.3f} | {e / ge:.3f}" if e and ge else "- | -"
+        compiled = f"{c:.3f} | {c / gc:.3f}" if c and gc else "- | -"
+        first = " / ".join(f"{runs[(label, m)][3][0]:.5f}" for m in ("eager", "compiled") if (label, m) in runs)
+        say(f"| {label} | {eager} | {compiled} | {wu} | {first} |")
+    for f in failures:
+        say(f)
+    say()
+    say(f"({rounds} interleaved rounds of {steps} steps per configuration; spread of the per-round "
+        "medians: " + ", ".join(f"{k[0]} {k[1]} {min(v[1]):.3f}-{max(v[1]):.3f}" for k, v in runs.items()) + ")")
+    say()
+
+
+def write_md(path: str, header: list[str]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("\n".join(header + LINES) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--md", default="results/benchmarks/wavelet_op.md")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="time several tile shapes and keep the best")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--extra", action="store_true", help="also time wavelet-learnable and wavelet-ema (eager)")
+    args = ap.parse_args()
+    if not torch.cuda.is_available() or not triton_ops.HAS_TRITON:
+        print("this benchmark needs CUDA and triton", file=sys.stderr)
+        return 1
+    import triton
+
+    header = ["# WaveletGPT operation: fused kernel vs prefix sums, and training-step cost", "",
+              f"- device: {torch.cuda.get_device_name()} ({torch.cuda.get_device_properties(0).multi_processor_count} SMs)",
+              f"- torch {torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}",
+              f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+              f"- command: `python3 {' '.join(sys.argv)}`", ""]
+    for line in header:
+        print(line)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    ok = check_correctness()
+    write_md(args.md, header)
+    if not ok:
+        say("**correctness check failed: no timings**")
+        write_md(args.md, header)
+        return 1
+    sizes = [(64, 512, 128), (512, 512, 128)]
+    if args.sweep:
+        sweep(sizes)
+        write_md(args.md, header)
+    say(f"fused kernel tiles: BLOCK_T={triton_ops.BLOCK_T}, BLOCK_E={triton_ops.BLOCK_E}, num_warps={triton_ops.NUM_WARPS}")
+    say()
+    op_table(sizes, not args.no_compile)
+    write_md(args.md, header)
+    train_steps(not args.no_compile, args.batch, args.rounds, args.steps, args.extra)
+    write_md(args.md, header)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
