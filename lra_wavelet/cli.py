@@ -82,7 +82,7 @@ def cmd_run(a) -> int:
     from .train import train
 
     cfg = _resolve(a)
-    if not a.preset and not a.config:
+    if not a.preset and not a.config and not a.set:
         import torch
 
         if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
@@ -147,7 +147,7 @@ def cmd_list(a) -> int:
                 c = count(MODELS.get(name)(t, cfg.model), t)
                 rows.append({"model": name, "params": f"{c['params']:,}",
                              "GFLOPs/example": f"{c['flops_per_example'] / 1e9:.2f}",
-                             "description": (MODELS.get(name).__doc__ or "").strip().splitlines()[0]})
+                             "description": ((MODELS.get(name).__doc__ or "").strip().splitlines() or [""])[0]})
             except (ValueError, RuntimeError) as e:
                 rows.append({"model": name, "params": "-", "GFLOPs/example": "-", "description": f"n/a: {e}"})
         print(f"at the reference size of task '{a.task}' (tasks/{a.task}.yaml):")

@@ -21,6 +21,7 @@ class Registry:
         return add
 
     def get(self, name: str):
+        load_all()
         if name not in self._items:
             raise UserError(
                 f"unknown {self.kind} '{name}'{closest(name, self._items)}; "
@@ -29,13 +30,20 @@ class Registry:
         return self._items[name]
 
     def names(self) -> list[str]:
+        load_all()
         return sorted(self._items)
 
     def __contains__(self, name) -> bool:
+        load_all()
         return name in self._items
 
     def __iter__(self):
         return iter(self.names())
+
+
+def load_all() -> None:
+    """Import the data and models packages, whose modules fill the registries as a side effect."""
+    from . import data, models  # noqa: F401
 
 
 TASKS = Registry("task")

@@ -172,7 +172,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
 
     run_id, run_dir = run_paths(cfg)
     ckpt_path, result_path = run_dir / "checkpoint.pt", run_dir / "result.csv"
-    if result_path.is_file() and not force and not resume:
+    if result_path.is_file() and not force:
         prev = results.load([result_path])
         if len(prev) and (prev["status"] == "ok").all():
             log(f"already done: {run_dir} (same config and seed; pass --force to run again)")

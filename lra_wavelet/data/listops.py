@@ -77,7 +77,7 @@ def read_tsv(path: Path, max_len: int) -> ArraySplit:
                 raise UserError(f"{path}:{lineno}: expected {len(cols)} tab-separated columns, got {len(row)}")
             label = row[ti].strip()
             try:
-                y = int(float(label)) if label.replace(".", "", 1).isdigit() and float(label).is_integer() else int(label)
+                y = int(label)
             except ValueError:
                 raise UserError(f"{path}:{lineno}: Target {label!r} is not an integer label 0-9") from None
             if not 0 <= y <= 9:

@@ -1,0 +1,82 @@
+import pandas as pd
+import pytest
+
+from lra_wavelet.cli import main
+
+from conftest import TINY_LISTOPS, cli
+
+TINY = [a for s in TINY_LISTOPS for a in ("--set", s)]
+
+
+def test_run_end_to_end_then_report_and_plot(tmp_path, capsys):
+    out = cli("run", "--task", "listops", "--model", "wavelet", "--device", "cpu", "--out", str(tmp_path / "runs"),
+              "--no-progress", *TINY)
+    assert "test accuracy" in out.stdout and "results:" in out.stdout
+    result = out.stdout.split("results:")[1].strip()
+    df = pd.read_csv(result)
+    assert (df.task == "listops").all() and (df.model == "wavelet").all()
+
+    assert main(["run", "--task", "listops", "--model", "gpt", "--device", "cpu", "--out", str(tmp_path / "runs"),
+                 "--no-progress", *TINY]) == 0
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    table = (tmp_path / "rep" / "lra_table.md").read_text()
+    lines = {ln.split("|")[1].strip(): ln for ln in table.splitlines() if ln.startswith("| ")}
+    assert "(n=1)" in lines["wavelet"] and "(n=1)" in lines["gpt"]
+    assert lines["wavelet"].count("—") == 5  # five tasks not run are missing, not zero
+    assert "published" in table and "54.39" in table
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "curves_listops.png").stat().st_size > 1000
+    assert (tmp_path / "fig" / "lra_accuracy.png").is_file()
+
+
+def test_sweep_skips_finished_cells(tmp_path, capsys):
+    args = ["sweep", "--tasks", "listops", "--models", "gpt", "wavelet", "--seeds", "0", "--device", "cpu",
+            "--out", str(tmp_path), "--no-progress", *TINY, "--set", "train.max_steps=4"]
+    assert main(args) == 0
+    assert len(list(tmp_path.rglob("result.csv"))) == 2
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("already done") == 2
+
+
+def test_list_and_validate(capsys):
+    assert main(["list", "tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "listops" in out and "classify" in out and "2000" in out and "generated" in out
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert "wavelet" in out and "params" in out
+    params = {ln.split()[0]: ln.split()[1] for ln in out.splitlines()[2:] if ln.strip()}
+    assert params["wavelet"] == params["gpt"]  # zero added parameters
+    assert main(["validate", "--task", "listops", "--model", "wavelet", "--preset", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "name: wavelet" in out and "mod_frac: 0.5" in out and "config_hash" in out
+
+
+@pytest.mark.parametrize("args,match", [
+    (["run", "--task", "lisops", "--model", "gpt"], "unknown task 'lisops' (did you mean 'listops'?)"),
+    (["run", "--task", "listops", "--model", "gtp"], "unknown model 'gtp'"),
+    (["run", "--task", "listops", "--model", "gpt", "--set", "train.lrr=1"], "did you mean 'train.lr'"),
+    (["run", "--task", "listops", "--model", "gpt", "--set", "train.lr"], "expected key=value"),
+    (["run", "--task", "listops", "--model", "gpt", "--max-steps", "0"], "--max-steps must be positive"),
+    (["run", "--task", "listops", "--model", "gpt", "--max-steps", "-3"], "--max-steps must be positive"),
+    (["run", "--task", "listops", "--model", "gpt", "--data-dir", "/no/such/dir"], "/no/such/dir"),
+    (["run", "--task", "listops", "--model", "gpt", "--preset", "quik"], "did you mean 'quick'"),
+    (["run", "--model", "gpt"], "no task given"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, match, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_data_file_names_file_and_line(tmp_path, capsys):
+    d = tmp_path / "listops-1000"
+    d.mkdir()
+    for split in ("train", "val", "test"):
+        (d / f"basic_{split}.tsv").write_text("Source\tTarget\n( ( [MAX 1 ) 2 ] )\t2\n( [MIN 3 ] )\tx\n")
+    assert main(["run", "--task", "listops", "--model", "gpt", "--data-dir", str(tmp_path), "--device", "cpu",
+                 "--out", str(tmp_path / "runs"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "basic_train.tsv:3: Target 'x' is not an integer" in err and err.count("\n") == 1

@@ -1,0 +1,76 @@
+import pytest
+import yaml
+
+from lra_wavelet import config as C
+from lra_wavelet.errors import UserError
+import lra_wavelet.data  # noqa: F401
+import lra_wavelet.models  # noqa: F401
+
+
+def test_merge_order(tmp_path, monkeypatch):
+    """defaults < tasks/<task>.yaml < model block < preset < --config < --set."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "listops.yaml").write_text(yaml.safe_dump({
+        "train": {"lr": 0.1, "batch_size": 7, "max_steps": 11, "warmup_steps": 3},
+        "model": {"d_model": 32, "n_heads": 2},
+        "models": {"gpt": {"train": {"batch_size": 8}}, "wavelet": {"model": {"mod_frac": 0.25}}},
+        "presets": {"quick": {"train": {"max_steps": 12, "warmup_steps": 4}}},
+    }))
+    monkeypatch.setattr(C, "TASK_DIR", tasks)
+    f = tmp_path / "exp.yaml"
+    f.write_text(yaml.safe_dump({"train": {"warmup_steps": 5, "eval_every": 9}}))
+    cfg = C.resolve("listops", "wavelet", "quick", str(f), ("train.eval_every=10",))
+    assert cfg.train.grad_clip == C.TrainConfig().grad_clip  # default
+    assert cfg.train.lr == 0.1  # task yaml
+    assert cfg.train.batch_size == 8  # gpt block, inherited by its variant wavelet
+    assert cfg.model.mod_frac == 0.25  # the model's own block
+    assert cfg.train.max_steps == 12  # preset
+    assert cfg.train.warmup_steps == 5  # --config
+    assert cfg.train.eval_every == 10  # --set
+    assert C.resolve("listops", "gpt").train.batch_size == 8
+    assert C.resolve("listops", "transformer").train.batch_size == 7
+
+
+@pytest.mark.parametrize("sets,match", [
+    (("train.lrr=0.1",), "unknown key 'train.lrr' \\(did you mean 'train.lr'\\?\\)"),
+    (("model.d_modle=8",), "did you mean 'model.d_model'"),
+    (("trian.lr=1",), "unknown key 'trian' \\(did you mean 'train'\\?\\)"),
+    (("train.lr=fast",), "train.lr: expected a number, got 'fast'"),
+    (("train.max_steps=1.5",), "train.max_steps: expected an integer"),
+    (("train.schedule=cosin",), "did you mean 'cosine'"),
+    (("train.max_steps=0",), "train.max_steps must be positive"),
+    (("model.mod_frac=2",), "mod_frac must be in \\[0, 1\\]"),
+    (("noequals",), "expected key=value"),
+])
+def test_bad_keys_and_types_are_one_line_errors(sets, match):
+    model = "wavelet"
+    with pytest.raises(UserError, match=match) as e:
+        C.resolve("listops", model, sets=sets)
+    assert "\n" not in str(e.value)
+
+
+def test_types_are_coerced():
+    cfg = C.resolve("listops", "gpt", sets=("train.lr=1e-3", "train.betas=[0.9, 0.95]", "train.compile=true"))
+    assert cfg.train.lr == 1e-3 and cfg.train.betas == (0.9, 0.95) and cfg.train.compile is True
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = C.resolve("listops", "wavelet", "quick", sets=("seed=3", "model.mod_frac=0.25"))
+    C.save(cfg, tmp_path / "config.yaml")
+    again = C.resolve(config_file=str(tmp_path / "config.yaml"))
+    assert again.to_dict() == cfg.to_dict() and again.hash == cfg.hash
+
+
+def test_unknown_preset_and_missing_names():
+    with pytest.raises(UserError, match="unknown preset 'quik'.*did you mean 'quick'"):
+        C.resolve("listops", "gpt", preset="quik")
+    with pytest.raises(UserError, match="no task given"):
+        C.resolve(None, "gpt")
+
+
+def test_hash_ignores_where_results_go():
+    a = C.resolve("listops", "gpt", sets=("out=/tmp/a",))
+    b = C.resolve("listops", "gpt", sets=("out=/tmp/b", "device=cpu"))
+    c = C.resolve("listops", "gpt", sets=("seed=1",))
+    assert a.hash == b.hash != c.hash

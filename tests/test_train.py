@@ -1,0 +1,116 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from lra_wavelet import config as C
+from lra_wavelet import train as T
+from lra_wavelet.errors import UserError
+from lra_wavelet.results import SCHEMA
+
+from conftest import TINY_LISTOPS, cli
+
+
+def tiny(tmp_path, model="wavelet", *extra):
+    return C.resolve("listops", model, sets=tuple(TINY_LISTOPS) + (f"out={tmp_path}", "device=cpu") + extra)
+
+
+def rows(run_dir):
+    return pd.read_csv(run_dir / "result.csv")
+
+
+def test_rows_follow_the_schema_and_are_complete(tmp_path):
+    out = T.train(tiny(tmp_path), progress=False)
+    df = rows(out.run_dir)
+    assert list(df.columns) == SCHEMA
+    assert set(zip(df.split, df.metric)) >= {("val", "accuracy"), ("test", "accuracy"), ("test", "loss")}
+    assert (df.status == "ok").all() and (df.data_source == "generated").all()
+    assert (df.step == 12).all() and df.n_params.iloc[0] > 0
+    assert not list(out.run_dir.glob("*.tmp")) and not list(out.run_dir.glob(".*.tmp"))
+    env = json.loads((out.run_dir / "env.json").read_text())
+    assert {"git_sha", "torch", "device", "package_version"} <= set(env)
+    curve = [json.loads(ln) for ln in (out.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve if r["split"] == "val"] == [4, 8, 12]
+
+
+def test_resume_after_a_kill_gives_the_same_final_metrics(tmp_path):
+    """A hard exit after step 6 (checkpoint at step 4), then --resume: identical to an uninterrupted run."""
+    ref = T.train(tiny(tmp_path / "a", "wavelet", "model.dropout=0.1"), progress=False)
+    args = ["run", "--task", "listops", "--model", "wavelet", "--out", str(tmp_path / "b"), "--device", "cpu",
+            "--no-progress"] + [a for s in TINY_LISTOPS for a in ("--set", s)] + ["--set", "model.dropout=0.1"]
+    killed = cli(*args, env={T.CRASH_ENV: "6"}, check=False)
+    assert killed.returncode == 137
+    run_dir = tmp_path / "b" / ref.run_dir.relative_to(tmp_path / "a")
+    assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "result.csv").exists()  # no half rows
+    cfg = tiny(tmp_path / "b", "wavelet", "model.dropout=0.1")
+    with pytest.raises(UserError, match="--resume"):  # refuses to clobber an unfinished run
+        T.train(cfg, progress=False)
+    T.train(cfg, resume=True, progress=False)
+    a, b = rows(ref.run_dir), rows(run_dir)
+    pd.testing.assert_series_equal(a.value, b.value)
+    curve = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve if r["split"] == "val"] == [4, 8, 12]  # no point logged twice
+
+
+def test_same_seed_same_numbers_and_saved_config_repeats_the_run(tmp_path):
+    a = T.train(tiny(tmp_path / "a"), progress=False)
+    cfg = C.resolve(config_file=str(a.run_dir / "config.yaml"), sets=(f"out={tmp_path / 'b'}",))
+    b = T.train(cfg, progress=False)
+    assert b.run_dir.name == a.run_dir.name
+    pd.testing.assert_series_equal(rows(a.run_dir).value, rows(b.run_dir).value)
+    again = T.train(cfg, progress=False)  # finished: not run twice
+    assert again.skipped
+
+
+def test_nan_loss_stops_cleanly_as_diverged(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = T.loss_fn
+
+    def poisoned(logits, y):
+        calls["n"] += 1
+        loss = real(logits, y)
+        return loss * math.nan if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(T, "loss_fn", poisoned)
+    out = T.train(tiny(tmp_path), progress=False)
+    df = rows(out.run_dir)
+    assert out.status == "diverged" and (df.status == "diverged").all() and "test" not in set(df.split)
+
+
+@pytest.mark.parametrize("schedule", ["rsqrt", "cosine", "linear", "constant"])
+def test_schedules_warm_up_to_the_peak(schedule):
+    t = C.TrainConfig(schedule=schedule, warmup_steps=10, max_steps=100, lr=1.0)
+    f = T.lr_lambda(t)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    if schedule != "constant":
+        assert f(99) < f(50) < 1.0
+
+
+def test_trimming_padding_is_exact():
+    import numpy as np
+
+    x = np.zeros((2, 512), dtype=np.int64)
+    x[0, :130], x[1, :5] = 3, 4
+    assert T.trim_padding({"x": x, "y": np.zeros(2)}, 0)["x"].shape == (2, 256)
+
+
+def test_two_processes_with_gloo_match_one(tmp_path):
+    """torchrun --nproc_per_node=2 (gloo, CPU): same global batches, so the same numbers; rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    single = T.train(tiny(tmp_path / "one"), progress=False)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "lra_wavelet", "run", "--task", "listops", "--model", "wavelet", "--device", "cpu",
+           "--out", str(tmp_path / "two"), "--no-progress"] + [a for s in TINY_LISTOPS for a in ("--set", s)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = list((tmp_path / "two").rglob("result.csv"))
+    assert len(results) == 1
+    a, b = rows(single.run_dir), pd.read_csv(results[0])
+    acc = lambda d: d[(d.split == "test") & (d.metric == "accuracy")].value.item()
+    loss = lambda d: d[(d.split == "test") & (d.metric == "loss")].value.item()
+    assert acc(a) == acc(b) and loss(a) == pytest.approx(loss(b), rel=1e-4)
