@@ -67,12 +67,12 @@ def _overrides(a) -> dict:
     return o
 
 
-def _resolve(a, task=None, model=None, seed=None):
+def _resolve(a, task=None, model=None, seed=None, grid_layer=None):
     _registries()
     o = _overrides(a)
     if seed is not None:
         o["seed"] = seed
-    return config_mod.resolve(task or a.task, model or a.model, a.preset, a.config, tuple(a.set), o)
+    return config_mod.resolve(task or a.task, model or a.model, a.preset, a.config, tuple(a.set), o, grid_layer)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -164,12 +164,15 @@ def _source_hint(task, tcfg) -> str:
 def cmd_sweep(a) -> int:
     from .train import train
 
-    grid = {"tasks": a.tasks, "models": a.models, "seeds": a.seeds}
+    grid, layer = {"tasks": a.tasks, "models": a.models, "seeds": a.seeds}, {}
     if a.grid:
         g = config_mod.load_yaml(a.grid)
-        unknown = set(g) - {"tasks", "models", "seeds", "preset", "set"}
+        grid_keys = {"tasks", "models", "seeds", "preset", "set"}
+        unknown = set(g) - grid_keys - set(config_mod.TOP_KEYS)
         if unknown:
-            raise UserError(f"{a.grid}: unknown key '{sorted(unknown)[0]}'; expected tasks, models, seeds, preset, set")
+            raise UserError(f"{a.grid}: unknown key '{sorted(unknown)[0]}'; expected tasks, models, seeds, preset, set "
+                            f"or config sections ({', '.join(config_mod.TOP_KEYS)})")
+        layer = {k: v for k, v in g.items() if k in config_mod.TOP_KEYS}
         grid.update({k: g[k] for k in ("tasks", "models", "seeds") if k in g and not grid.get(k)})
         a.preset = a.preset or g.get("preset")
         a.set = list(g.get("set") or []) + a.set
@@ -178,7 +181,7 @@ def cmd_sweep(a) -> int:
             raise UserError(f"sweep: no {k} given (--{k} ... or a --grid YAML with '{k}:')")
     seeds = grid.get("seeds") or [0]
     cells = [(t, m, s) for t in grid["tasks"] for m in grid["models"] for s in seeds]
-    cfgs = [_resolve(a, task=t, model=m, seed=int(s)) for t, m, s in cells]  # validate every cell first
+    cfgs = [_resolve(a, task=t, model=m, seed=int(s), grid_layer=layer) for t, m, s in cells]  # check all first
     done = failed = 0
     for (t, m, s), cfg in zip(cells, cfgs):
         print(f"[{done + failed + 1}/{len(cells)}] {t} × {m} × seed {s}", file=sys.stderr)

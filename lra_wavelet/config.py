@@ -266,13 +266,18 @@ def _normalise(layer: dict, source: str) -> dict:
 
 def task_yaml(task: str) -> dict:
     """tasks/<name>.yaml, or tasks/<family>.yaml for a variant such as text-1000 (absent: {})."""
-    path = TASK_DIR / f"{task}.yaml"
-    return load_yaml(path) if path.is_file() else {}
+    for name in (task, task.split("-")[0]):
+        path = TASK_DIR / f"{name}.yaml"
+        if path.is_file():
+            return load_yaml(path)
+    return {}
 
 
 def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Optional[str] = None,
-            config_file: Optional[str] = None, sets: tuple = (), overrides: Optional[dict] = None) -> RunConfig:
-    """Merge every layer and validate. `overrides` are the CLI flag shorthands (highest priority)."""
+            config_file: Optional[str] = None, sets: tuple = (), overrides: Optional[dict] = None,
+            grid_layer: Optional[dict] = None) -> RunConfig:
+    """Merge every layer and validate. `overrides` are the CLI flag shorthands (highest priority);
+    `grid_layer` holds the config keys of a sweep grid file (applied just below --config)."""
     from .registry import MODELS, TASKS
 
     file_layer = _normalise(load_yaml(config_file), str(config_file)) if config_file else {}
@@ -293,7 +298,7 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
     extra = set(spec) - set(TOP_KEYS) - {"models", "presets"}
     if extra:
         k = sorted(extra)[0]
-        raise UserError(f"{TASK_DIR / (task + '.yaml')}: unknown key '{k}'{closest(k, TOP_KEYS + ('models', 'presets'))}")
+        raise UserError(f"tasks/{task}.yaml: unknown key '{k}'{closest(k, TOP_KEYS + ('models', 'presets'))}")
     layers = [({k: v for k, v in spec.items() if k in TOP_KEYS}, f"tasks/{task}.yaml")]
     models_block = spec.get("models") or {}
     for name in _model_lineage(model_cls):
@@ -305,7 +310,7 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
             raise UserError(f"unknown preset '{preset}' for task '{task}'{closest(preset, presets)}; "
                             f"known: {', '.join(sorted(presets)) or 'none'}")
         layers.append((presets[preset], f"tasks/{task}.yaml presets.{preset}"))
-    layers += [(file_layer, str(config_file)), (set_layer, "--set")]
+    layers += [(grid_layer or {}, "sweep grid"), (file_layer, str(config_file)), (set_layer, "--set")]
 
     merged: dict = {}
     for layer, source in layers:
