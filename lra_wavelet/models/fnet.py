@@ -39,6 +39,7 @@ class FourierMix(nn.Module):
 class FNet(SequenceModel):
     causal = False
     default_pool = "cls"
+    pad_invariant = False  # the transform mixes over the whole (padded) length
 
     def make_mixer(self, layer: int) -> nn.Module:
         return FourierMix()

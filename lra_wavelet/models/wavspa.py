@@ -111,6 +111,7 @@ class WavSpA(SequenceModel):
     Config = WavSpAConfig
     causal = False
     default_pool = "cls"
+    pad_invariant = False  # the transform mixes over the whole (padded) length
 
     def make_mixer(self, layer: int) -> nn.Module:
         return WaveletAttention(self.cfg)
