@@ -42,7 +42,9 @@ class WaveletConfig(ModelConfig):
     sos: Literal["available", "zero"] = "available"  # start of sequence: mean over what exists, or zero-pad
     transform_embedding: bool = False  # also transform the embedding output (before block 0)
     causal_op: bool = True  # False: centred windows (for encoders)
-    impl: Literal["auto", "prefix", "triton"] = "auto"  # Haar op: auto = fused Triton kernel on CUDA if it imports
+    # Haar op: prefix sums, or the fused Triton kernel; auto = the kernel on CUDA when triton imports, except
+    # under torch.compile, where the compiler's own fusion of the prefix-sum form is faster (see WaveletOp)
+    impl: Literal["auto", "prefix", "triton"] = "auto"
 
     def __post_init__(self):
         if not 0.0 <= self.mod_frac <= 1.0:
@@ -84,29 +86,24 @@ class WaveletOp(nn.Module):
         self.register_buffer("win_full", win, persistent=False)
         self.register_buffer("off_full", off, persistent=False)
         self.max_off = int(off.max()) if E else 0
-        # under torch.compile, run the kernel on the modified slice only and leave the concatenation to
-        # the compiler (which can fuse it into the next block) instead of copying the untouched coordinates
-        self.split_when_compiled = False
 
     def smooth(self, z: torch.Tensor) -> torch.Tensor:
         return box_mean(z, self.windows, causal=self.causal, sos=self.sos)
 
     def use_fused(self, x: torch.Tensor) -> bool:
+        """impl 'triton': always the kernel. 'auto': the kernel in eager mode on CUDA; under torch.compile
+        the prefix-sum formulation, which the compiler turns into its own kernels fused with the
+        neighbouring ops, where the opaque kernel would block that fusion and add a dispatch per call
+        (measured: results/benchmarks/wavelet_op.md)."""
         if not self.fusable or self.impl == "prefix":
             return False
-        return self.impl == "triton" or triton_ops.usable(x)
+        return self.impl == "triton" or (triton_ops.usable(x) and not triton_ops.is_compiling())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.idx.numel() == 0:
             return x
         if self.use_fused(x):
-            zero = self.sos == "zero"
-            if self.split_when_compiled and self.contiguous and triton_ops.is_compiling():
-                lo, hi = self.lo, self.hi
-                z = triton_ops.box_mean_fused(x[..., lo:hi], self.win_full[lo:hi], self.off_full[lo:hi],
-                                              self.max_off, zero)
-                return torch.cat([x[..., :lo], z, x[..., hi:]], dim=-1)
-            return triton_ops.box_mean_triton(x, self.win_full, self.off_full, self.max_off, zero)
+            return triton_ops.box_mean_triton(x, self.win_full, self.off_full, self.max_off, self.sos == "zero")
         if self.contiguous:  # (B, T, lo) | smoothed (B, T, n_mod) | (B, T, E - hi)
             return torch.cat([x[..., : self.lo], self.smooth(x[..., self.lo : self.hi]), x[..., self.hi :]], dim=-1)
         out = x.clone()

@@ -51,70 +51,78 @@ def usable(x: torch.Tensor) -> bool:
 if HAS_TRITON:
 
     @triton.jit
-    def _inv_count(p, w, off, T, ZERO_SOS: tl.constexpr, ACC: tl.constexpr):
-        """1 / (number of positions the forward window of output row p counts); p (BT, 1), w/off (1, BE)."""
-        if ZERO_SOS:
-            cnt = w + 0 * p
-        else:
-            cnt = tl.minimum(p + off, T - 1) - tl.maximum(p + off - w + 1, 0) + 1
-        cnt = tl.maximum(cnt, 1)  # rows outside [0, T) are masked anyway; never divide by zero
-        return 1.0 / cnt.to(ACC)
+    def _inv_count(p, w, off, T, ACC: tl.constexpr):
+        """1 / (positions the forward window of physical output row p holds inside [0, T)); 'available' rule."""
+        cnt = tl.minimum(p + off, T - 1) - tl.maximum(p + off - w + 1, 0) + 1
+        return 1.0 / tl.maximum(cnt, 1).to(ACC)  # rows outside [0, T) are masked anyway; never divide by zero
 
     @triton.jit
     def _box_kernel(x_ptr, y_ptr, win_ptr, off_ptr, T, E, max_off,
                     sxb, sxt, sxe, syb, syt, sye,
                     REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
                     ZERO_SOS: tl.constexpr, ACC: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
+        # Per-column quantities are computed once; inside the loop every element costs one pointer add
+        # per stream, one compare per mask, the scan, and (for 'available') a few integer ops.
         b = tl.program_id(0).to(tl.int64)
         cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)  # (BE,)
-        cmask = cols < E
-        w = tl.load(win_ptr + cols, mask=cmask, other=0)[None, :]  # (1, BE) int32, 0 = untouched
-        off = tl.load(off_ptr + cols, mask=cmask, other=0)[None, :]  # (1, BE)
+        cmask = cols[None, :] < E
+        w = tl.load(win_ptr + cols, mask=cols < E, other=0)[None, :]  # (1, BE) int32, 0 = untouched
+        off = tl.load(off_ptr + cols, mask=cols < E, other=0)[None, :]  # (1, BE); 0 on untouched columns
         smooth = w > 0
-        xb = x_ptr + b * sxb
-        yb = y_ptr + b * syb
-        colx = cols[None, :].to(tl.int64) * sxe
-        coly = cols[None, :].to(tl.int64) * sye
+        colx = x_ptr + b * sxb + cols[None, :].to(tl.int64) * sxe
+        coly = y_ptr + b * syb + cols[None, :].to(tl.int64) * sye
+        # walking position t enters physical row t+off and leaves row t+off-w (mirrored: T-1-...)
+        if REVERSE:
+            xstep, ystep = -sxt, -syt
+            x0 = colx + (T - 1) * sxt  # walking position 0
+            coly = coly + (T - 1) * syt
+        else:
+            xstep, ystep = sxt, syt
+            x0 = colx
+        base_a = x0 + off.to(tl.int64) * xstep
+        base_b = x0 + (off - w).to(tl.int64) * xstep
+        lim_a = tl.where(cmask, T - off, 0)  # entering row exists while t < T - off (untouched: va = x[t])
+        lo_b = tl.where(smooth, w - off, T)  # leaving row exists once t >= w - off
+        inv_w = 1.0 / tl.maximum(w, 1).to(ACC)
         rows = tl.arange(0, BLOCK_T)[:, None]  # (BT, 1)
         acc = tl.zeros([BLOCK_E], ACC)
 
         # the window of the first output already holds walking positions 0 .. off-1 (centred windows only)
         for r0 in range(0, max_off, BLOCK_T):
             r = r0 + rows
-            m = (r < off) & (r < T) & smooth
-            if REVERSE:
-                p = T - 1 - r
-            else:
-                p = r
-            v = tl.load(xb + p.to(tl.int64) * sxt + colx, mask=m, other=0.0).to(ACC)
+            v = tl.load(x0 + r.to(tl.int64) * xstep, mask=(r < off) & (r < T) & smooth, other=0.0).to(ACC)
             if PRESCALE:
-                v = v * _inv_count(p, w, off, T, ZERO_SOS, ACC)
+                if ZERO_SOS:
+                    v = v * inv_w
+                else:
+                    if REVERSE:
+                        v = v * _inv_count(T - 1 - r, w, off, T, ACC)
+                    else:
+                        v = v * _inv_count(r, w, off, T, ACC)
             acc += tl.sum(v, axis=0)
 
         for t0 in range(0, T, BLOCK_T):
             t = t0 + rows  # (BT, 1) walking order
-            ra = t + off  # entering the window
-            rb = ra - w  # leaving it
-            ma = (ra < T) & smooth
-            mb = (rb >= 0) & (rb < T) & smooth
-            if REVERSE:
-                pa, pb, pt = T - 1 - ra, T - 1 - rb, T - 1 - t
-            else:
-                pa, pb, pt = ra, rb, t
-            va = tl.load(xb + pa.to(tl.int64) * sxt + colx, mask=ma, other=0.0).to(ACC)
-            vb = tl.load(xb + pb.to(tl.int64) * sxt + colx, mask=mb, other=0.0).to(ACC)
-            if PRESCALE:
-                va = va * _inv_count(pa, w, off, T, ZERO_SOS, ACC)
-                vb = vb * _inv_count(pb, w, off, T, ZERO_SOS, ACC)
+            step = t.to(tl.int64) * xstep
+            va = tl.load(base_a + step, mask=t < lim_a, other=0.0).to(ACC)
+            vb = tl.load(base_b + step, mask=(t >= lo_b) & (t < T), other=0.0).to(ACC)
+            if PRESCALE:  # backward: the values are g / count of the forward output they came from
+                if ZERO_SOS:
+                    va, vb = va * inv_w, vb * inv_w
+                else:
+                    pa = T - 1 - (t + off)  # physical rows (PRESCALE is only used walking backwards)
+                    va = va * _inv_count(pa, w, off, T, ACC)
+                    vb = vb * _inv_count(pa + w, w, off, T, ACC)
             d = va - vb  # (BT, BE)
             s = tl.cumsum(d, axis=0) + acc[None, :]
             acc += tl.sum(d, axis=0)
-            if POSTSCALE:
-                s = s * _inv_count(pt, w, off, T, ZERO_SOS, ACC)
-            tmask = (t < T) & cmask[None, :]
-            keep = tl.load(xb + pt.to(tl.int64) * sxt + colx, mask=tmask & (w == 0), other=0.0).to(ACC)
-            y = tl.where(smooth, s, keep)
-            tl.store(yb + pt.to(tl.int64) * syt + coly, y.to(y_ptr.dtype.element_ty), mask=tmask)
+            if POSTSCALE:  # forward, walking forwards: physical row = t
+                if ZERO_SOS:
+                    s = s * inv_w
+                else:
+                    s = s * _inv_count(t, w, off, T, ACC)
+            y = tl.where(smooth, s, va)  # untouched columns: va is x at row t (off = 0; scale 1)
+            tl.store(coly + t.to(tl.int64) * ystep, y.to(y_ptr.dtype.element_ty), mask=(t < T) & cmask)
 
 
 def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
