@@ -101,6 +101,18 @@ def test_text_reads_a_datasets_parquet_copy(tmp_path):
         Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=9)).splits()
 
 
+def test_text_reads_a_save_to_disk_arrow_copy(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    for split, texts in (("train", ["no", "yes"]), ("test", ["nah", "yay"])):
+        d = tmp_path / "imdb" / split
+        d.mkdir(parents=True)
+        table = pa.table({"text": texts, "label": [0, 1]})
+        with pa.OSFile(str(d / "data-00000-of-00001.arrow"), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
+            w.write_table(table)  # `datasets` writes Arrow IPC streams
+    s = Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=4)).splits()
+    assert {ids_to_bytes(r): int(v) for r, v in zip(s["test"].x, s["test"].y)} == {b"nah": 0, b"yay": 1}
+
+
 def test_text_missing_data_shows_the_expected_tree(tmp_path):
     with pytest.raises(UserError, match=r"aclImdb/\{train,test\}/\{pos,neg\}/\*\.txt"):
         Text(TextConfig(name="text", data_dir=str(tmp_path))).splits()
