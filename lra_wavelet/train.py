@@ -183,8 +183,6 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
     torch.manual_seed(cfg.seed)
     task = TASKS.get(cfg.task.name)(cfg.task)
     splits = task.splits()
-    if task.source == "substitute" and main:
-        log(f"note: task '{task.name}' runs on substitute data; numbers are not comparable to published ones")
     try:
         model = MODELS.get(cfg.model.name)(task, cfg.model).to(device)
     except ValueError as e:

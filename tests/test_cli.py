@@ -43,7 +43,7 @@ def test_list_and_validate(capsys):
     assert main(["list", "tasks"]) == 0
     out = capsys.readouterr().out
     assert "listops" in out and "classify" in out and "2000" in out and "generated" in out
-    assert main(["list", "models"]) == 0
+    assert main(["list", "models", "--task", "image"]) == 0
     out = capsys.readouterr().out
     assert "wavelet" in out and "params" in out
     params = {ln.split()[0]: ln.split()[1] for ln in out.splitlines()[2:] if ln.strip()}
