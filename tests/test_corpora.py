@@ -271,23 +271,31 @@ def test_maestro_bad_inputs(tmp_path):
         _task(co.Music, path=str(d2), workers=1).splits()
 
 
-def test_music21_stand_in_split_by_work(tmp_path, capsys):
+CHORALES = ("bach/bwv281.krn", "bach/bwv165.6.mxl", "bach/bwv66.6.mxl")  # three short scores
+
+
+@pytest.fixture(scope="module")
+def parsed_scores(tmp_path_factory):
+    """One cache of parsed music21 scores for the tests of both stand-ins (parsing is the slow part)."""
+    return tmp_path_factory.mktemp("music21-notes")
+
+
+def test_music21_stand_in_split_by_work(tmp_path, capsys, monkeypatch, parsed_scores):
     pytest.importorskip("music21")
-    pytest.importorskip("mido")
     from lra_wavelet.data import music as mu
 
-    files = ("bach/bwv281.krn", "bach/bwv165.6.mxl", "bach/bwv66.6.mxl")
-    t = _task(co.Music, seq_len=16, music21_include=files, workers=1)
+    monkeypatch.setattr(mu, "music21_cache", lambda: parsed_scores)
+    t = _task(co.Music, seq_len=16, music21_include=CHORALES, workers=1)
     s = t.splits()
     assert t.source == "substitute" and "warning: music: no MAESTRO folder" in capsys.readouterr().err
     assert all((s[k].tokens == mu.DOC).sum() == 1 for k in co.SPLITS)  # one chorale per split
     q = mu.tokens_to_notes(s["test"].tokens)
     assert len(q) > 20 and set(q[:, 3]) == {int(mu.velocity_bin(mu.DEFAULT_VELOCITY))}
-    assert co.split_works(["m/k1/a.mxl", "m/k1/b.mxl", "x.krn", "y.krn"], 0, None, "w") != \
-        {"train": ["m/k1/a.mxl"], "val": ["m/k1/b.mxl"]}  # movements of one work stay together
     parts = co.split_works(["m/k1/a.mxl", "m/k1/b.mxl", "x.krn", "y.krn"], 0, None, "w")
-    assert sorted(len(v) for v in parts.values()) in ([1, 1, 2],) and \
-        any(v == ["m/k1/a.mxl", "m/k1/b.mxl"] for v in parts.values())
+    assert sorted(len(v) for v in parts.values()) == [1, 1, 2]  # movements of one work stay together
+    assert ["m/k1/a.mxl", "m/k1/b.mxl"] in parts.values()
+    with pytest.raises(UserError, match="at least 3 are needed"):
+        co.split_works(["m/k1/a.mxl", "m/k1/b.mxl", "x.krn"], 0, None, "w")
 
 
 # ============================================================================= audio
@@ -390,3 +398,17 @@ def test_renderers_make_piano_audio():
     assert [len(v) for v in ys] == [32000, 24000] and abs(np.abs(ys[0]).max() - au.PEAK) < 1e-6
     onset = np.flatnonzero(np.abs(ys[1]) > 0.05)[0]
     assert onset < 0.02 * 16000  # the note starts at the start of its piece
+
+
+def test_audio_stand_in_renders_scores(capsys, monkeypatch, parsed_scores):
+    pytest.importorskip("music21")
+    from lra_wavelet.data import music as mu
+
+    monkeypatch.setattr(mu, "music21_cache", lambda: parsed_scores)
+    t = _task(co.Audio, seq_len=64, music21_include=CHORALES, renderer="additive", max_seconds=20, workers=1)
+    s = t.splits()
+    assert t.source == "substitute"
+    assert "rendered to piano by additive synthesis" in capsys.readouterr().err
+    assert [len(s[k].tokens) for k in co.SPLITS] == [int(20 * 16000 * f) for f in (0.9, 0.05, 0.05)]
+    x = au.mu_law_decode(s["train"].tokens[:16000])
+    assert 0.05 < np.abs(x).max() <= au.PEAK + 0.02  # music, scaled to the peak level

@@ -64,9 +64,19 @@ def _stat(p: Path) -> list:
 
 def _skips_line(skipped: list, total: int, what: str) -> str:
     """'skipped 2 of 40 MIDI files: a.mid (EOFError: ...); b.mid (...)' (at most five named)."""
-    shown = "; ".join(f"{p} ({why})" for p, why in skipped[:5])
+    shown = "; ".join(f"{p} ({why if len(why) <= 100 else why[:97] + '...'})" for p, why in skipped[:5])
     more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
     return f"skipped {len(skipped)} of {total} {what}: {shown}{more}"
+
+
+def need(module: str, why: str):
+    """Import an optional dependency, or a UserError that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"{why} needs the Python package '{module}': pip install {module}") from None
 
 
 def split_counts(n: int, frac: float = 0.05) -> tuple[int, int, int]:
@@ -556,6 +566,7 @@ class Music(_Corpus):
         src = self.locate(c.path, "MAESTRO_DIR", ["maestro-v3.0.0", "maestro-v2.0.0", "maestro", "."],
                           "a MAESTRO folder: maestro-v3.0.0.csv (columns split, midi_filename) + the MIDI files")
         if src is not None:
+            need("mido", "reading MIDI files")
             self.source = "official"
             csv_path = self._csv(src)
             rows = self._rows(csv_path)
@@ -697,6 +708,7 @@ class Audio(_Corpus):
         if src is not None:
             if not src.is_dir():
                 raise UserError(f"{src}: not a folder; expected a folder of WAV / FLAC files")
+            need("soundfile", "reading audio files")
             self.source = "official"
             files = sorted(p for p in src.rglob("*") if p.is_file())
             if not files:
@@ -711,6 +723,8 @@ class Audio(_Corpus):
 
             self.source = "substitute"
             renderer, sf2 = self._renderer()
+            if renderer == "fluidsynth":
+                need("mido", "rendering scores with fluidsynth")
             files = music.music21_files(tuple(c.music21_include))
             splits = split_works(files, c.split_seed, None, "audio stand-in")
             key = dict(music21=music.music21_cache().name, files=_digest(splits), seed=c.split_seed,

@@ -252,7 +252,7 @@ def steps_to_seconds(q: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- music21's corpus (stand-in)
 
-SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".mus", ".abc")
+SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc")  # what music21 parses (not .mus / .musx)
 FOLK = ("airdsAirs", "essenFolksong", "josquin", "miscFolk", "nottingham-dataset", "oneills1850", "ryansMammoth")
 
 
@@ -308,14 +308,20 @@ def _score_notes(score) -> np.ndarray:
 
     from music21 import chord, note, stream
 
+    def per_quarter(mm) -> float:  # a mark with only words ("Langsam") has no tempo: 120 per minute
+        try:
+            return float(mm.secondsPerQuarter())
+        except Exception:  # noqa: BLE001 - music21 raises its own exception types here
+            return 0.5
+
     bounds = score.metronomeMarkBoundaries()  # [(start ql, end ql, MetronomeMark)] covering the score
-    starts, acc = [b[0] for b in bounds], [0.0]
-    for a, b, mm in bounds:
-        acc.append(acc[-1] + (b - a) * mm.secondsPerQuarter())
+    starts, spq, acc = [b[0] for b in bounds], [per_quarter(b[2]) for b in bounds], [0.0]
+    for (a, b, _), s in zip(bounds, spq):
+        acc.append(acc[-1] + (b - a) * s)
 
     def seconds(ql: float) -> float:
         i = max(0, bisect.bisect_right(starts, ql) - 1)
-        return acc[i] + (ql - bounds[i][0]) * bounds[i][2].secondsPerQuarter()
+        return acc[i] + (ql - bounds[i][0]) * spq[i]
 
     parts = list(score.parts) if isinstance(score, stream.Score) and score.parts else [score]
     out: list[list] = []
