@@ -74,7 +74,7 @@ def bench(fn, reps: int = 40, warmup: int = 5, grads=()) -> float:
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm())
+    return float((a.detach().double() - b.detach().double()).norm() / b.detach().double().norm())
 
 
 # ----------------------------------------------------------------------------- 1. correctness

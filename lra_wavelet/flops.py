@@ -7,9 +7,10 @@ products, convolutions, scaled-dot-product attention) as 2 FLOPs per multiply-ad
   * the CPU flash-attention kernel (SDPA on CPU), with the same formula as the CUDA ones;
   * FFTs (FNet), at the usual 5 N log2 N real FLOPs per complex transform of length N
     (half of that for a real-to-complex one).
-Not counted: elementwise work (norms, activations, softmax inside attention, the wavelet moving
+Not counted: elementwise work (norms, activations, softmax inside attention, the Haar moving
 means, which are O(T*E) additions), so the numbers are the matmul-dominated cost models are usually
-compared by. Causal attention is counted as full attention, as FlopCounterMode does: a causal
+compared by. Variants that run as products are counted as such: the EMA variant's chunked scan (a
+small matrix product per chunk) and the learnable variant's depthwise convolution. Causal attention is counted as full attention, as FlopCounterMode does: a causal
 kernel skips about half of those products. Every new model is counted without code here, because
 the count comes from running it.
 """

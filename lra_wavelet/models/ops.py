@@ -3,6 +3,10 @@
 For coordinate j with level l(j) the output at position t is the mean of the last w = 2**l(j) inputs,
 which is the Haar approximation coefficient at level l divided by 2**(l/2), computed at every shift
 (undecimated) and causally. Registers nothing; used by models/gpt.py.
+
+Also here: the O(T) chunked scan behind the EMA variant (decay_scan, ema) and the dilated depthwise
+causal convolution behind the learnable variant. The fused GPU kernel for box_mean is triton_ops.py;
+box_mean stays the CPU path and the reference it is tested against.
 """
 
 from __future__ import annotations

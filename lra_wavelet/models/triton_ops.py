@@ -40,7 +40,7 @@ except Exception:  # ImportError, or a broken install: the prefix-sum path is us
     HAS_TRITON = False
 
 # launch configuration (chosen by benchmarks/bench_wavelet.py on an H200; see results/benchmarks)
-BLOCK_T, BLOCK_E, NUM_WARPS = 64, 32, 4
+BLOCK_T, BLOCK_E, NUM_WARPS = 32, 32, 4
 
 
 def usable(x: torch.Tensor) -> bool:
