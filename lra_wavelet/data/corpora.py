@@ -570,7 +570,8 @@ class Music(_Corpus):
             self.source = "official"
             csv_path = self._csv(src)
             rows = self._rows(csv_path)
-            key = dict(csv=_stat(csv_path), sustain=c.sustain, max_files=c.max_files)
+            midi = _digest([_stat(p)[1:] if p.is_file() else None for _, p in rows])  # sizes, times
+            key = dict(csv=_stat(csv_path), midi=midi, sustain=c.sustain, max_files=c.max_files)
             arrays = self.cached(lambda: self._build_maestro(csv_path, rows), **key)
             name = str(csv_path)
         else:
@@ -601,9 +602,9 @@ class Music(_Corpus):
         with open(csv_path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             cols = reader.fieldnames or []
-            for need in ("split", "midi_filename"):
-                if need not in cols:
-                    raise UserError(f"{csv_path}:1: no '{need}' column (has {', '.join(cols)}); expected MAESTRO's "
+            for col in ("split", "midi_filename"):
+                if col not in cols:
+                    raise UserError(f"{csv_path}:1: no '{col}' column (has {', '.join(cols)}); expected MAESTRO's "
                                     f"csv with columns incl. split, midi_filename")
             rows = []
             for line, r in enumerate(reader, start=2):
