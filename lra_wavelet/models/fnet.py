@@ -37,6 +37,8 @@ class FourierMix(nn.Module):
 
 @MODELS.register("fnet")
 class FNet(SequenceModel):
+    """Encoder with Fourier token mixing (real part of a 2-D DFT) in place of attention; no mixing parameters."""
+
     causal = False
     default_pool = "cls"
     pad_invariant = False  # the transform mixes over the whole (padded) length
