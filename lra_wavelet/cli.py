@@ -119,6 +119,9 @@ def cmd_prepare(a) -> int:
     from .data.base import cache_root
 
     print(f"{task.name}: {sizes} (data_source={task.source}; cache under {cache_root()})")
+    if a.export:
+        out = task.export(Path(a.export))
+        print(f"exported to {out}; use it anywhere with --set task.prepared={out}")
     return 0
 
 
@@ -234,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prepare", help="build a task's data cache once")
     _common(pr)
+    pr.add_argument("--export", metavar="DIR", help="also write the splits to DIR, loadable with task.prepared=DIR")
     pr.set_defaults(fn=cmd_prepare)
 
     ls = sub.add_parser("list", help="list registered tasks or models")

@@ -45,6 +45,7 @@ class TaskConfig:
     n_train: Optional[int] = None  # cap on examples used per split (None: all)
     n_val: Optional[int] = None
     n_test: Optional[int] = None
+    prepared: Optional[str] = None  # a folder written by `prepare --export`: portable, ready-made splits
 
 
 @dataclass

@@ -80,3 +80,15 @@ def test_bad_data_file_names_file_and_line(tmp_path, capsys):
                  "--out", str(tmp_path / "runs"), *TINY]) == 2
     err = capsys.readouterr().err
     assert "basic_train.tsv:3: Target 'x' is not an integer" in err and err.count("\n") == 1
+
+
+def test_prepare_export_then_train_from_the_prepared_folder(tmp_path, capsys):
+    assert main(["prepare", "--task", "listops", *TINY, "--export", str(tmp_path / "prep")]) == 0
+    assert "exported" in capsys.readouterr().out
+    assert main(["run", "--task", "listops", "--model", "gpt", "--device", "cpu", "--out", str(tmp_path / "runs"),
+                 "--no-progress", *TINY, "--set", f"task.prepared={tmp_path / 'prep'}",
+                 "--set", "task.gen_seed=99"]) == 0  # generator settings are ignored: the folder is the data
+    df = pd.read_csv(next((tmp_path / "runs").rglob("result.csv")))
+    assert (df.data_source == "generated").all()
+    assert main(["run", "--task", "text8", "--model", "gpt", "--set", f"task.prepared={tmp_path / 'prep'}"]) == 2
+    assert "holds task 'listops'" in capsys.readouterr().err

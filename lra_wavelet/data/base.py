@@ -129,13 +129,53 @@ class Task:
     # -- shared machinery ----------------------------------------------------------------
     def splits(self) -> dict:
         if self._splits is None:
-            raw = self.load()
+            raw = self.load_prepared(Path(self.cfg.prepared).expanduser()) if self.cfg.prepared else self.load()
             caps = {"train": self.cfg.n_train, "val": self.cfg.n_val, "test": self.cfg.n_test}
             self._splits = {k: raw[k].head(caps[k]) for k in ("train", "val", "test")}
             for k, s in self._splits.items():
                 if len(s) == 0:
                     raise UserError(f"task '{self.name}': the {k} split is empty")
         return self._splits
+
+    # -- portable splits: `prepare --export DIR` here, `--set task.prepared=DIR` on another machine --------
+    def export(self, out: Path) -> Path:
+        """Write the splits (after caps) as .npy files plus meta.json; no source files are needed to read them."""
+        arrays, kinds = {}, {}
+        for k, s in self.splits().items():
+            if isinstance(s, StreamSplit):
+                arrays[f"{k}_tokens"], kinds[k] = np.asarray(s.tokens), "stream"
+            else:
+                arrays[f"{k}_x"], arrays[f"{k}_y"], kinds[k] = np.asarray(s.x), np.asarray(s.y), "array"
+        meta = {"task": self.name, "version": self.version, "data_source": self.source, "splits": kinds,
+                "settings": asdict(self.cfg)}
+        out = Path(out)
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"{out}: export folder exists and is not empty")
+        if out.exists():
+            out.rmdir()
+        save_arrays(out, **arrays)
+        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        return out
+
+    def load_prepared(self, d: Path) -> dict:
+        meta_path = d / "meta.json"
+        if not meta_path.is_file():
+            raise UserError(f"{d}: not a prepared folder (no meta.json); make one with `prepare --task {self.name} "
+                            "--export DIR`")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("task") != self.name or meta.get("version") != self.version:
+            raise UserError(f"{meta_path}: holds task '{meta.get('task')}' version {meta.get('version')}, "
+                            f"expected '{self.name}' version {self.version}")
+        self.source = meta["data_source"]
+        out = {}
+        for k, kind in meta["splits"].items():
+            if kind == "stream":
+                (tokens,) = load_arrays(d, f"{k}_tokens")
+                out[k] = StreamSplit(tokens, self.seq_len)
+            else:
+                x, y = load_arrays(d, f"{k}_x", f"{k}_y")
+                out[k] = ArraySplit(x, y)
+        return out
 
     def data_dir(self, *parts: str) -> Optional[Path]:
         """The user's data root joined with `parts`, or None when no data dir is configured."""

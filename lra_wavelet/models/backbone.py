@@ -143,7 +143,7 @@ class SequenceModel(nn.Module):
                 mask = F.pad(mask, (1, 0), value=True)
         if mask is not None:
             mask = mask.clone()
-            mask[:, 0] = True  # an all-padding row must still attend somewhere
+            mask[:, 0] |= ~mask.any(1)  # an all-padding row must still attend somewhere
         if self.pos.numel():
             h = h + self.pos[: h.shape[1]]
         h = self.post_block(self.drop(h), -1)
