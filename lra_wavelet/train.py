@@ -187,6 +187,9 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
         model = MODELS.get(cfg.model.name)(task, cfg.model).to(device)
     except ValueError as e:
         raise UserError(f"model '{cfg.model.name}': {e}") from None
+    if task.kind == "lm" and not model.causal:
+        raise UserError(f"model '{cfg.model.name}' is not causal: trained on next-token prediction it would see "
+                        f"the tokens it predicts; use gpt or a wavelet decoder for '{task.name}'")
     n_params = model.n_params()
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
