@@ -28,9 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _registries():
-    from . import data, models  # noqa: F401  (importing fills TASKS and MODELS)
-    from .registry import MODELS, TASKS
+    from .registry import MODELS, TASKS, load_all
 
+    load_all()
     return TASKS, MODELS
 
 

@@ -3,8 +3,6 @@ import yaml
 
 from lra_wavelet import config as C
 from lra_wavelet.errors import UserError
-import lra_wavelet.data  # noqa: F401
-import lra_wavelet.models  # noqa: F401
 
 
 def test_merge_order(tmp_path, monkeypatch):

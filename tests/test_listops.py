@@ -1,6 +1,4 @@
 from collections import Counter
-from pathlib import Path
-
 import numpy as np
 import pytest
 

@@ -120,6 +120,11 @@ class Task:
         self.name = cfg.name or getattr(type(self), "registered_name", "")
         self.source = self.default_source
         self._splits: Optional[dict] = None
+        max_len = getattr(cfg, "max_len", None)  # tasks with a truncation length take it as their seq_len
+        if max_len is not None:
+            if max_len <= 0:
+                raise UserError(f"task.max_len must be positive, got {max_len}")
+            self.seq_len = max_len
 
     # -- what subclasses implement -------------------------------------------------------
     def load(self) -> dict:

@@ -215,10 +215,6 @@ class ListOps(Task):
     chance = 0.10
     description = "nested MIN/MAX/MED/SM expressions, value 0-9 (LRA ListOps)"
 
-    def __init__(self, cfg: ListOpsConfig):
-        super().__init__(cfg)
-        self.seq_len = cfg.max_len
-
     def official_dir(self) -> Path | None:
         root = self.data_dir()
         if root is None:

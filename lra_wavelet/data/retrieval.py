@@ -358,12 +358,6 @@ class Retrieval(Task):
     description = "do two byte-level documents cite each other (LRA Retrieval, AAN), 2 x 4000"
     default_source = "substitute"
 
-    def __init__(self, cfg: RetrievalConfig):
-        super().__init__(cfg)
-        if cfg.max_len <= 0:
-            raise UserError(f"task.max_len must be positive, got {cfg.max_len}")
-        self.seq_len = cfg.max_len
-
     def load(self) -> dict:
         root = self.data_dir()
         if root is None:

@@ -179,12 +179,6 @@ class Text(Task):
     description = "byte-level IMDb sentiment, 4000 bytes (LRA Text, the paper's length)"
     default_source = "substitute"
 
-    def __init__(self, cfg: TextConfig):
-        super().__init__(cfg)
-        if cfg.max_len <= 0:
-            raise UserError(f"task.max_len must be positive, got {cfg.max_len}")
-        self.seq_len = cfg.max_len
-
     def load(self) -> dict:
         root = self.data_dir()
         if root is None:
