@@ -211,11 +211,12 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
     elif resume and main:
         log(f"nothing to resume at {run_dir}; starting from step 0")
 
+    env = results.environment(device)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, run_dir / "config.yaml")
-        results.write_json(run_dir / "env.json", {**results.environment(device), "run_id": run_id,
-                                                  "config_hash": cfg.hash, "world_size": world})
+        results.write_json(run_dir / "env.json", {**env, "run_id": run_id, "config_hash": cfg.hash,
+                                                  "world_size": world})
         _truncate_metrics(run_dir / "metrics.jsonl", start)
 
     net = model
@@ -232,7 +233,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
     better = (lambda a, b: a < b) if task.kind == "lm" else (lambda a, b: a > b)
     base = dict(run_id=run_id, task=task.name, task_version=task.version, data_source=task.source,
                 model=cfg.model.name, n_params=n_params, seed=cfg.seed, config_hash=cfg.hash,
-                git_sha=results.git_sha(), device=results.environment(device)["device"],
+                git_sha=env["git_sha"], device=env["device"],
                 schema_version=results.SCHEMA_VERSION)
 
     def rows_for(metrics: dict, step: int, wall: float, status: str) -> list[dict]:
