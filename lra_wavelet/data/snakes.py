@@ -184,8 +184,34 @@ class _Kit:
         self.line = np.stack(lines)  # (T, S, S) float in [0, 1]
         self.mask = np.stack(masks)  # (T, S, S) uint8
         self.mask_flat = self.mask.reshape(T, -1)
+        self.line_flat = self.line.reshape(T, -1)
         yy, xx = np.mgrid[-h:h + 1, -h:h + 1]
         self.spr_off = (yy * wp + xx).ravel()
+        self.occ_max = int((self.mask >= OCC).sum((1, 2)).max())  # most pixels one paddle can occupy
+        # per tag: the sprite's non-zero mask pixels (repeat-padded to a common width) for stamping
+        nzs = [np.flatnonzero(mf) for mf in self.mask_flat]
+        nmax = max(len(z) for z in nzs)
+        self.nz_off = np.stack([self.spr_off[np.resize(z, nmax)] for z in nzs])
+        self.nz_val = np.stack([self.mask_flat[t][np.resize(z, nmax)] for t, z in enumerate(nzs)])
+        # per tag: the candidates with a non-zero continuity weight (padded, weight 0)
+        nz = [np.flatnonzero(W[t] > 1e-12) for t in range(T)]  # cos(pi/2)^2 ~ 4e-33 counts as 0
+        kmax = max(1, max(len(z) for z in nz))
+        self.sel = np.zeros((T, kmax), np.int64)
+        self.sel_w = np.zeros((T, kmax))
+        for t, z in enumerate(nz):
+            self.sel[t, :len(z)] = z
+            self.sel_w[t, :len(z)] = W[t, z]
+        self.sel_disc = self.ext_disc[self.sel]  # (T, Kmax, D)
+        # per candidate: the pixels where its paddle's mask is >= OVERLAP - 255 (only those can overlap)
+        cores = [np.flatnonzero(self.mask_flat[360 + k] >= OVERLAP - 255) for k in range(self.K)]
+        cmax = max(1, max(len(c) for c in cores))
+        self.core_off = np.zeros((self.K, cmax), np.int64)
+        self.core_val = np.zeros((self.K, cmax), np.int16)
+        for k, c in enumerate(cores):
+            c = c if len(c) else np.zeros(1, np.int64)  # (value 0 at the centre: never overlaps)
+            pad_c = np.resize(c, cmax)  # repeat entries to the common width
+            self.core_off[k] = self.spr_off[pad_c]
+            self.core_val[k] = self.mask_flat[360 + k][pad_c] if len(cores[k]) else 0
 
         # seed geometry (integer-degree tags): head = ceil(tail + L*dir), pivot = ceil(head - (L+m)*dir)
         self.seed_hy = np.array([L * math.sin(t) for t in theta[:360]])
@@ -193,6 +219,8 @@ class _Kit:
         self.seed_py = np.array([(L + m) * math.sin(_flip(t)) for t in theta[:360]])
         self.seed_px = np.array([(L + m) * math.cos(_flip(t)) for t in theta[:360]])
         sd = p.seed_distance
+        self.hy_l, self.hx_l = self.seed_hy.tolist(), self.seed_hx.tolist()
+        self.py_l, self.px_l = self.seed_py.tolist(), self.seed_px.tolist()
         self.sd_y = np.array([sd * math.sin(a * math.pi / 180) for a in range(360)])
         self.sd_x = np.array([sd * math.cos(a * math.pi / 180) for a in range(360)])
 
@@ -201,13 +229,12 @@ class _Kit:
         inimg[pad:pad + n, pad:pad + n] = True
         self.inimg = inimg.ravel()
         self.interior = np.flatnonzero(self.inimg)
+        self.interior_list = self.interior.tolist()
         base = np.full((wp, wp), 255, np.uint8)
         pd = p.padding
         base[pad + pd:pad + n - pd, pad + pd:pad + n - pd] = 0
         self.base_mask = base.ravel()
-        occ = np.ones((wp, wp), bool)  # seeds: outside and the image's 1-px border are taken
-        occ[pad + 1:pad + n - 1, pad + 1:pad + n - 1] = False
-        self.base_occ = occ.ravel() | (self.base_mask >= OCC)
+        self.base_occ = self.base_mask >= OCC  # includes the image's 1-px border (padding >= 1)
 
         # seed footprints: the saturated part of the paddle's mask (the reference's dilation kernel)
         fps: dict[bytes, int] = {}
@@ -226,6 +253,14 @@ class _Kit:
                 fps[key] = len(self.fps)
                 self.fps.append(f)
             self.fp_id[t] = fps[key]
+        self.fp_of = self.fp_id.tolist()
+        self.fp_lists = [f.tolist() for f in self.fps]
+        self.fp_stages = []
+        for f in self.fps:
+            fy, fx = (f + pad * wp + pad) // wp, (f + pad * wp + pad) % wp  # offsets as (dy, dx) + pad
+            order = np.argsort(-((fy - fy[0]) ** 2 + (fx - fx[0]) ** 2), kind="stable")
+            f = f[order]
+            self.fp_stages.append([f[:3], f[3:]] if len(f) > 3 else [f])
 
         # the first target seed: tails at least 2*seed_distance from every edge, footprint free
         band = self.base_occ.reshape(wp, wp).copy()
@@ -285,41 +320,46 @@ def _extend(kit: _Kit, mflat: np.ndarray, rows, tag, py, px, pend_tag, pend_flat
     occupancy is redrawn (at most max_paddle_retrial+1 draws, uniforms u3[:, t]). The snake's
     previous paddle (`pend_*`) joins the occupancy only now, as in the reference.
     Returns (ok mask, and for the ok snakes: new tag, pivot y, pivot x, head flat)."""
-    pad, wp, K = kit.pad, kit.wp, kit.K
+    pad, wp = kit.pad, kit.wp
     npy = np.ceil(py + kit.adv_y[tag]).astype(np.int64)
     npx = np.ceil(px + kit.adv_x[tag]).astype(np.int64)
     base = (npy + pad) * wp + (npx + pad)
     off = rows * kit.wp2
-    dil = mflat[(off + base)[:, None, None] + kit.ext_disc[None]].max(2)  # (R, K)
-    cmf = np.cumsum((255.0 - dil) * kit.W[tag], axis=1)
+    # only candidates with a non-zero continuity weight (kit.sel) need their dilated occupancy
+    dil = mflat[(off + base)[:, None, None] + kit.sel_disc[tag]].max(2)  # (R, Kmax)
+    cmf = np.cumsum((255.0 - dil) * kit.sel_w[tag], axis=1)
     tot = cmf[:, -1]
     choice = np.full(len(rows), -1)
     live = tot >= 1e-4
+    last = cmf.shape[1] - 1
     for t in range(kit.p.max_paddle_retrial + 1):
         todo = np.flatnonzero(live & (choice < 0))
         if todo.size == 0:
             break
-        i = np.minimum((cmf[todo] <= (u3[todo, t] * tot[todo])[:, None]).sum(1), K - 1)
-        win = (base[todo] + kit.ext_flat[i])[:, None] + kit.spr_off[None, :]
-        s = mflat[off[todo][:, None] + win].astype(np.int16) + kit.mask_flat[360 + i]
-        s *= kit.inimg[win]  # the reference compares inside the image only
-        good = s.max(1) < OVERLAP
-        choice[todo[good]] = i[good]
+        k = kit.sel[tag[todo], np.minimum((cmf[todo] <= (u3[todo, t] * tot[todo])[:, None]).sum(1), last)]
+        # overlap (mask + new >= 1.8) is only possible where the new paddle's mask is >= 204
+        win = (base[todo] + kit.ext_flat[k])[:, None] + kit.core_off[k]
+        s = mflat[off[todo][:, None] + win] + kit.core_val[k]
+        good = ~((s >= OVERLAP) & kit.inimg[win]).any(1)  # the reference compares inside the image only
+        choice[todo[good]] = k[good]
     ok = choice >= 0
     j = np.flatnonzero(ok)
-    w = (off[j] + pend_flat[j])[:, None] + kit.spr_off[None, :]
-    mflat[w] = np.maximum(mflat[w], kit.mask_flat[pend_tag[j]])
-    i = choice[j]
-    return ok, 360 + i, npy[j], npx[j], base[j] + kit.ext_flat[i]
+    w = (off[j] + pend_flat[j])[:, None] + kit.nz_off[pend_tag[j]]
+    mflat[w] = np.maximum(mflat[w], kit.nz_val[pend_tag[j]])
+    k = choice[j]
+    return ok, 360 + k, npy[j], npx[j], base[j] + kit.ext_flat[k]
 
 
-def _target_batch(kit: _Kit, rng: np.random.Generator) -> Optional[dict]:
-    """Grow `kit.batch` independent attempts at the two target snakes side by side; return the
-    first complete one (attempts are i.i.d., so this is the reference's resample-until-success)."""
-    p, n, wp, pad, B = kit.p, kit.n, kit.wp, kit.pad, kit.batch
+def _target_batch(kit: _Kit, rngs: list) -> list:
+    """For each image (one generator each), grow `kit.batch` independent attempts at its two
+    target snakes, all images side by side; return per image its first complete attempt, or None
+    (attempts are i.i.d., so this is the reference's resample-until-success). Each image draws
+    its own numbers in a fixed pattern, so grouping images changes nothing in the result."""
+    p, n, wp, pad, G = kit.p, kit.n, kit.wp, kit.pad, len(rngs)
     CL, R = p.contour_length, p.max_paddle_retrial + 1
-    r = rng.random((B, 4 * R))
-    us = rng.random((B, CL - 1, 2, R))
+    B = kit.batch * G  # rows: image g owns rows g*batch ... (g+1)*batch - 1
+    r = np.concatenate([g.random((kit.batch, 4 * R)) for g in rngs])
+    us = np.concatenate([g.random((kit.batch, CL - 1, 2, R)) for g in rngs])
 
     def seed_geometry(tag, ty, tx):
         hy = np.ceil(ty + kit.seed_hy[tag]).astype(np.int64)
@@ -367,21 +407,25 @@ def _target_batch(kit: _Kit, rng: np.random.Generator) -> Optional[dict]:
     for j in range(1, CL):
         for s in (0, 1):
             if alive.size == 0:
-                return None
+                return [None] * G
             good, nt, ny, nx, hf = _extend(kit, masks, alive, tag[alive, s], piv_y[alive, s], piv_x[alive, s],
                                            tag[alive, s], pend_flat[alive, s], us[alive, j - 1, s])
             alive = alive[good]
             tag[alive, s], piv_y[alive, s], piv_x[alive, s], pend_flat[alive, s] = nt, ny, nx, hf
             hist_tag[alive, s, j], hist_flat[alive, s, j] = nt, hf
-    if alive.size == 0:
-        return None
-    w = alive[0]
-    mask = masks[w * kit.wp2:(w + 1) * kit.wp2].copy()
-    last = (1,) if p.quirks else (0, 1)  # the reference adds only the second snake's last paddle
-    for s in last:
-        win = pend_flat[w, s] + kit.spr_off
-        mask[win] = np.maximum(mask[win], kit.mask_flat[tag[w, s]])
-    return {"mask": mask, "tag": hist_tag[w], "flat": hist_flat[w]}
+    out: list = [None] * G
+    for w in alive[::-1]:  # ascending rows: keep each image's first complete attempt
+        out[w // kit.batch] = w
+    for g, w in enumerate(out):
+        if w is None:
+            continue
+        mask = masks[w * kit.wp2:(w + 1) * kit.wp2].copy()
+        last = (1,) if p.quirks else (0, 1)  # the reference adds only the second snake's last paddle
+        for s in last:
+            win = pend_flat[w, s] + kit.spr_off
+            mask[win] = np.maximum(mask[win], kit.mask_flat[tag[w, s]])
+        out[g] = {"mask": mask, "tag": hist_tag[w], "flat": hist_flat[w]}
+    return out
 
 
 class _Uniforms:
@@ -401,139 +445,127 @@ class _Uniforms:
 
 
 class _Canvas:
-    """The distractor phases: one canvas, paddles added one at a time."""
+    """The distractor phases: one canvas, paddles added one at a time.
+
+    With padding >= 1 the reference's seed rule "the image's 1-px border is taken" is already in
+    the mask, so occupancy is simply mask >= OCC (outside the image the mask is 255)."""
 
     def __init__(self, kit: _Kit, mask: np.ndarray, u: _Uniforms, rng: np.random.Generator):
         self.k, self.u, self.rng = kit, u, rng
-        self.mask = mask  # (wp*wp,) uint8; always updated in place (mask2 is a view)
+        self.mask = mask  # (wp*wp,) uint8; always updated in place (mask2, mv are views)
         self.mask2 = mask.reshape(kit.wp, kit.wp)
-        self.occ = kit.base_occ | (mask >= OCC)
-        self.occ2 = self.occ.reshape(kit.wp, kit.wp)
-        self.n_free = int((mask[kit.interior] < OCC).sum())
+        self.mv = memoryview(mask)  # fast scalar reads
         self.min_free = 0.01 * kit.n * kit.n
-        self.rest = np.zeros((kit.wp, kit.wp))  # distractor layer (padded)
-        self.witness: list[Optional[np.ndarray]] = [None] * len(kit.fps)  # superset of free tails per footprint
+        self.free_bound, self.since = self._count_free(), 0  # exact count, paddles stamped since
+        self.placed: list = []  # (tag, flat) of every distractor paddle; drawn at the end
+        self.witness: list[Optional[list]] = [None] * len(kit.fps)  # superset of free tails per footprint
         self.dead: set[int] = set()
-        self.cand_u = rng.random((64, 24))  # uniforms for candidate tails, refilled when used up
-        self.cand_i = 0
+
+    def _count_free(self) -> int:
+        return int(np.count_nonzero(self.mask[self.k.interior] < OCC))
+
+    def too_full(self) -> bool:
+        """< 1% of the image free (the reference's stop rule). Counted exactly only when a stamp
+        since the last count could have brought it under the limit."""
+        if self.free_bound - self.since * self.k.occ_max >= self.min_free:
+            return False
+        self.free_bound, self.since = self._count_free(), 0
+        return self.free_bound < self.min_free
 
     def exhausted(self) -> bool:
-        """No seed can succeed any more: < 1% of the canvas free, or no footprint fits anywhere."""
-        return self.n_free < self.min_free or len(self.dead) == len(self.k.fps)
+        """No seed can succeed any more: too full, or no footprint fits anywhere."""
+        return len(self.dead) == len(self.k.fps) or self.too_full()
 
-    def _window(self, f: int):
-        h = self.k.h
-        y, x = divmod(f, self.k.wp)
-        return slice(y - h, y + h + 1), slice(x - h, x + h + 1)
+    def _stamp(self, tag: int, f: int, mask: bool = True) -> None:
+        """Add a distractor paddle: its mask now (it changes what fits), its line at the end."""
+        self.placed.append((tag, f))
+        if mask:
+            k = self.k
+            y, x = divmod(f, k.wp)
+            m = self.mask2[y - k.h:y + k.h + 1, x - k.h:x + k.h + 1]
+            np.maximum(m, k.mask[tag], out=m)
+            self.since += 1
 
-    def _stamp_mask(self, tag: int, f: int) -> None:
-        sl = self._window(f)
-        m = self.mask2[sl]
-        np.maximum(m, self.k.mask[tag], out=m)
-        self._occupy(sl)
-
-    def _occupy(self, sl) -> None:
-        o = self.occ2[sl]
-        new = self.mask2[sl] >= OCC
-        new &= ~o
-        self.n_free -= int(np.count_nonzero(new))
-        o |= new
-
-    def _stamp_line(self, tag: int, f: int, contrast: float) -> None:
-        r = self.rest[self._window(f)]
-        np.maximum(r, contrast * self.k.line[tag], out=r)
+    def rest_layer(self, contrast: float) -> np.ndarray:
+        """(wp, wp) max of all distractor paddles' lines x contrast."""
+        k = self.k
+        rest = np.zeros(k.wp2)
+        if self.placed:
+            tags, flats = np.array(self.placed).T
+            np.maximum.at(rest, (flats[:, None] + k.spr_off).ravel(), (contrast * k.line_flat[tags]).ravel())
+        return rest.reshape(k.wp, k.wp)
 
     def free_tail(self, tag: int) -> Optional[int]:
         """A tail drawn uniformly from those whose footprint is free, or None (the footprint is dead).
 
-        Uniform candidates from a superset of the free tails are tried first (the first free one
-        is uniform over the free ones); if none is free, the superset is filtered exactly and kept
-        as the new superset (occupancy only grows)."""
+        Uniform candidates from a superset of the free tails are tried first, 8 one by one, then
+        64 side by side when the superset is large (the first free one is uniform over the free
+        ones); if none is free, the superset is filtered exactly and kept as the new superset
+        (occupancy only grows)."""
         k = self.k
-        fid = int(k.fp_id[tag])
+        fid = k.fp_of[tag]
         if fid in self.dead:
             return None
-        fp = k.fps[fid]
         pool = self.witness[fid]
         if pool is None:
-            pool = k.interior
-        if self.cand_i == len(self.cand_u):
-            self.cand_u, self.cand_i = self.rng.random((64, 24)), 0
-        cand = pool[(self.cand_u[self.cand_i] * len(pool)).astype(np.intp)]
-        self.cand_i += 1
-        taken = self.occ[cand[:, None] + fp].any(1)
-        i = int(taken.argmin())
-        if not taken[i]:
-            return int(cand[i])
+            pool = k.interior_list
+        mv, u, fpl, n_pool = self.mv, self.u, k.fp_lists[fid], len(pool)
+        for _ in range(8):
+            c = pool[min(int(u() * n_pool), n_pool - 1)]
+            for o in fpl:
+                if mv[c + o] >= OCC:
+                    break
+            else:
+                return c
+        fp = k.fps[fid]
+        arr = k.interior if self.witness[fid] is None else np.array(pool)
+        if n_pool > 2000:  # an exact filter would be slow: 64 more candidates, side by side
+            cand = arr[(self.rng.random(64) * n_pool).astype(np.intp)]
+            free = ~(self.mask[cand[:, None] + fp] >= OCC).any(1)
+            if free.any():
+                return int(cand[free.argmax()])
         if self.witness[fid] is None:  # every free tail t has t + fp[0] free
-            pool = np.flatnonzero(~self.occ) - fp[0]
-            pool = pool[k.inimg[pool]]
-        pool = pool[~self.occ[pool[:, None] + fp].any(1)]
-        self.witness[fid] = pool
-        if len(pool) == 0:
+            cand = np.flatnonzero(self.mask < OCC) - fp[0]
+            cand = cand[k.inimg[cand]]
+        else:
+            cand = arr
+        for part in k.fp_stages[fid]:  # a few far-apart offsets first: later stages see few tails
+            cand = cand[(self.mask[cand[:, None] + part] < OCC).all(1)]
+        pool = self.witness[fid] = cand.tolist()
+        if not pool:
             self.dead.add(fid)
             return None
-        return int(pool[self.u.below(len(pool))])
+        return pool[u.below(len(pool))]
 
     def seed(self, first_tag: Optional[int] = None):
         """A first paddle (tag, tail flat, pivot y, pivot x), or None (this snake fails)."""
         k = self.k
         for trial in range(k.p.max_paddle_retrial + 1):
             tag = first_tag if trial == 0 and first_tag is not None else self.u.below(360)
-            if self.n_free < self.min_free:
+            if self.too_full():
                 return None
             f = self.free_tail(tag)
             if f is None:
                 return None
-            ty, tx = k.yx(f)
-            hy, hx = math.ceil(ty + k.seed_hy[tag]), math.ceil(tx + k.seed_hx[tag])
-            py, px = math.ceil(hy + k.seed_py[tag]), math.ceil(hx + k.seed_px[tag])
+            ty, tx = divmod(f, k.wp)
+            ty, tx = ty - k.pad, tx - k.pad
+            hy, hx = math.ceil(ty + k.hy_l[tag]), math.ceil(tx + k.hx_l[tag])
+            py, px = math.ceil(hy + k.py_l[tag]), math.ceil(hx + k.px_l[tag])
             if 0 <= hy < k.n and 0 <= hx < k.n and 0 <= py < k.n and 0 <= px < k.n:
                 return tag, f, py, px
         return None
 
-    def snake(self, length: int, contrast: float, first_tag: Optional[int] = None) -> bool:
-        """One distractor snake; on failure the canvas is left as it was."""
-        s = self.seed(first_tag)
-        if s is None:
+    def single(self, first_tag: Optional[int] = None) -> bool:
+        """One single-paddle distractor; False if its seed fails."""
+        sd = self.seed(first_tag)
+        if sd is None:
             return False
-        tag, f, py, px = s
-        if length == 1:
-            self._stamp_line(tag, f, contrast)
-            self._stamp_mask(tag, f)
-            return True
-        k = self.k
-        saved = self.mask.copy()
-        paddles = [(tag, f)]
-        one = np.zeros(1, np.int64)
-        R = k.p.max_paddle_retrial + 1
-        pend_tag, pend_f = tag, f
-        for _ in range(length - 1):
-            u3 = np.array([[self.u() for _ in range(R)]])
-            good, nt, ny, nx, hf = _extend(k, self.mask, one, np.array([tag]), np.array([py]), np.array([px]),
-                                           np.array([pend_tag]), np.array([pend_f]), u3)
-            if not good[0]:
-                np.copyto(self.mask, saved)
-                return False
-            tag, py, px, pend_tag, pend_f = int(nt[0]), int(ny[0]), int(nx[0]), int(nt[0]), int(hf[0])
-            paddles.append((tag, pend_f))
-        self._stamp_mask(pend_tag, pend_f)
-        for t, pf in paddles:
-            self._occupy(self._window(pf))
-            self._stamp_line(t, pf, contrast)
+        self._stamp(sd[0], sd[1])
         return True
 
-    def fill(self, count: int, length: int, retries: int, contrast: float) -> None:
-        """`count` snakes of `length` paddles, each tried up to retries+1 times (incomplete is fine)."""
-        for _ in range(count):
-            for _ in range(retries + 1):
-                if self.exhausted():
-                    return
-                if self.snake(length, contrast):
-                    break
-
-    def fill_single(self, count: int, retries: int, contrast: float) -> None:
-        """`fill(count, 1, ...)`, skipping the tries that cannot succeed without drawing them.
+    def fill_single(self, count: int, retries: int) -> None:
+        """`count` single paddles, each tried up to retries+1 times, skipping the tries that cannot
+        succeed without drawing them.
 
         A try whose orientation has a dead footprint fails without touching the canvas, so the
         number of such tries before the next useful one is geometric; we draw that number, then
@@ -542,11 +574,13 @@ class _Canvas:
         k = self.k
         per = retries + 1
         left, used = count, 0  # paddles still to try; tries spent on the current one
-        n_dead, live = -1, None
+        n_dead, live = -1, []
         while left > 0 and not self.exhausted():
             if len(self.dead) != n_dead:
                 n_dead = len(self.dead)
-                live = np.flatnonzero(~np.isin(k.fp_id, list(self.dead)))
+                alive_fp = np.ones(len(k.fps), bool)
+                alive_fp[list(self.dead)] = False
+                live = np.flatnonzero(alive_fp[k.fp_id]).tolist()
             q = len(live) / 360.0
             skip = 0 if q >= 1.0 else int(math.log(1.0 - self.u()) / math.log(1.0 - q))
             used += skip
@@ -554,12 +588,68 @@ class _Canvas:
             used %= per
             if left <= 0:
                 return
-            if self.snake(1, contrast, first_tag=int(live[self.u.below(len(live))])):
+            if self.single(first_tag=live[self.u.below(len(live))]):
                 left, used = left - 1, 0
             else:
                 used += 1
                 if used == per:
                     left, used = left - 1, 0
+
+
+def _distractors(kit: _Kit, canvases: list, big: np.ndarray) -> None:
+    """The distractor snakes of several images (same kit) side by side: per image, snake i gets up
+    to max_distractor_retrial+1 tries; a try is a seed, then distractor_length-1 extensions (a
+    failed try leaves the canvas as it was); an image stops when it is exhausted. Every image
+    draws its own numbers in the order a one-image run would, so grouping changes nothing.
+    `big` (G, wp*wp) holds the images' masks; canvas g's mask is the view big[g]."""
+    p = kit.p
+    R = p.max_paddle_retrial + 1
+    flat = big.reshape(-1)
+    active = list(range(len(canvases)))
+    for _ in range(p.n_distractors):
+        todo = list(active)
+        for _ in range(p.max_distractor_retrial + 1):
+            started = []
+            for g in todo:
+                cv = canvases[g]
+                if cv.exhausted():
+                    active.remove(g)
+                    continue
+                sd = cv.seed()
+                if sd is not None:
+                    started.append((g, sd))
+            if not started:
+                break
+            rows = np.array([g for g, _ in started])
+            saved = big[rows].copy()
+            tag = np.array([sd[0] for _, sd in started])
+            f = np.array([sd[1] for _, sd in started])
+            py = np.array([sd[2] for _, sd in started])
+            px = np.array([sd[3] for _, sd in started])
+            paddles = [[(int(t), int(ff))] for t, ff in zip(tag, f)]
+            alive = np.arange(len(rows))
+            for _ in range(p.distractor_length - 1):
+                if alive.size == 0:
+                    break
+                u3 = np.array([[canvases[rows[i]].u() for _ in range(R)] for i in alive])
+                good, nt, ny, nx, hf = _extend(kit, flat, rows[alive], tag[alive], py[alive], px[alive],
+                                               tag[alive], f[alive], u3)
+                for i in alive[~good]:
+                    big[rows[i]] = saved[i]
+                alive = alive[good]
+                tag[alive], py[alive], px[alive], f[alive] = nt, ny, nx, hf
+                for i, t, ff in zip(alive, nt, hf):
+                    paddles[i].append((int(t), int(ff)))
+            done = set()
+            for i in alive:
+                cv = canvases[rows[i]]
+                for j, (t, ff) in enumerate(paddles[i]):  # earlier paddles' masks are already in
+                    cv._stamp(t, ff, mask=j == len(paddles[i]) - 1)
+                cv.since += len(paddles[i]) - 1
+                done.add(int(rows[i]))
+            todo = [g for g in todo if g not in done and g in active]
+            if not todo:
+                break
 
 
 # ----------------------------------------------------------------------------- one image
@@ -603,38 +693,60 @@ def _bytescale(a: np.ndarray) -> np.ndarray:
 
 def render(p: SnakeParams, seed: int, index: int, keep_layers: bool = False) -> Sample:
     """Image `index` of the stream `seed`: a pure function of (p, seed, index)."""
-    rng = np.random.default_rng([seed, index])
-    u = _Uniforms(rng)
-    label = int(u() < 0.5)
-    margin = p.margins[u.below(len(p.margins))]
-    kit = _kit(p, margin)
-    tg = None
-    while tg is None:  # the reference resamples the two target snakes until both are complete
-        tg = _target_batch(kit, rng)
-    cv = _Canvas(kit, tg["mask"], u, rng)
-    cv.fill(p.n_distractors, p.distractor_length, p.max_distractor_retrial, p.snake_contrast)
-    if p.single_paddles:
-        n_single = p.total_paddles(margin) - 2 * p.contour_length - p.n_distractors * p.distractor_length
-        cv.fill_single(n_single, p.max_paddle_retrial, p.snake_contrast)
+    return render_group(p, seed, [index], keep_layers)[0]
 
-    n, pad, wp, h = p.size, kit.pad, kit.wp, kit.h
+
+def render_group(p: SnakeParams, seed: int, indices, keep_layers: bool = False) -> list[Sample]:
+    """Images `indices` of the stream `seed`, drawn side by side where that is faster (target
+    snakes and distractor snakes); each is exactly `render(p, seed, i)`."""
+    indices = list(indices)
+    rngs = [np.random.default_rng([seed, i]) for i in indices]
+    us = [_Uniforms(g) for g in rngs]
+    labels = [int(u() < 0.5) for u in us]
+    margins = [p.margins[u.below(len(p.margins))] for u in us]
+    out: list = [None] * len(indices)
+    for margin in sorted(set(margins)):
+        kit = _kit(p, margin)
+        members = [i for i, m in enumerate(margins) if m == margin]
+        targets: dict = {}
+        todo = members
+        while todo:  # the reference resamples the two target snakes until both are complete
+            got = _target_batch(kit, [rngs[i] for i in todo])
+            for i, tg in zip(todo, got):
+                if tg is not None:
+                    targets[i] = tg
+            todo = [i for i in todo if i not in targets]
+        big = np.stack([targets[i]["mask"] for i in members])
+        canvases = [_Canvas(kit, big[g], us[i], rngs[i]) for g, i in enumerate(members)]
+        _distractors(kit, canvases, big)
+        for g, i in enumerate(members):
+            cv = canvases[g]
+            if p.single_paddles:
+                n_single = p.total_paddles(margin) - 2 * p.contour_length - p.n_distractors * p.distractor_length
+                cv.fill_single(n_single, p.max_paddle_retrial)
+            out[i] = _finish(kit, targets[i], cv, labels[i], keep_layers)
+    return out
+
+
+def _finish(kit: _Kit, tg: dict, cv: _Canvas, label: int, keep_layers: bool) -> Sample:
+    """Target layers, markers, and the min-max scaled image."""
+    p = kit.p
+    n, pad, wp = p.size, kit.pad, kit.wp
     contrast = p.paddle_contrast * p.snake_contrast
-    snakes = np.zeros((2, wp, wp))
+    snakes = np.zeros((2, kit.wp2))
     for s in (0, 1):
-        for t, f in zip(tg["tag"][s], tg["flat"][s]):
-            y, x = divmod(int(f), wp)
-            w = snakes[s, y - h:y + h + 1, x - h:x + h + 1]
-            np.maximum(w, contrast * kit.line[t], out=w)
-    snakes = snakes[:, pad:pad + n, pad:pad + n]
-    rest = cv.rest[pad:pad + n, pad:pad + n]
+        np.maximum.at(snakes[s], (tg["flat"][s][:, None] + kit.spr_off).ravel(),
+                      (contrast * kit.line_flat[tg["tag"][s]]).ravel())
+    snakes = snakes.reshape(2, wp, wp)[:, pad:pad + n, pad:pad + n]
+    rest = cv.rest_layer(p.snake_contrast)[pad:pad + n, pad:pad + n]
     ends = tuple((kit.yx(int(tg["flat"][s][0])), kit.yx(int(tg["flat"][s][-1]))) for s in (0, 1))
-    origin = u.below(2)
+    origin = cv.u.below(2)
     terminal = origin if label == 1 else 1 - origin
     tips = (ends[origin][0], ends[terminal][1])
     markers = np.maximum(_marker(n, p.antialias, tips[0], p.marker_radius),
                          _marker(n, p.antialias, tips[1], p.marker_radius))
     image = _bytescale(np.maximum(np.maximum(snakes.max(0), rest), markers))
-    out = Sample(image=image, label=label, margin=margin, origin=origin, tips=tips)
+    out = Sample(image=image, label=label, margin=kit.m, origin=origin, tips=tips)
     if keep_layers:
         out.snakes, out.ends, out.rest, out.markers = (snakes[0].copy(), snakes[1].copy()), ends, rest.copy(), markers
     return out
@@ -706,68 +818,80 @@ def metadata_line(p: SnakeParams, batch: int, k: int, label: int, margin: int) -
             f"{p.distractor_length} {p.paddle_length} {float(p.thickness)} {margin} 1")
 
 
-def _write_batch(job) -> int:
-    """Render images [start, start+count) into imgs/<batch>/, then metadata/<batch>.npy (last,
-    atomically: a metadata file means its batch is complete)."""
-    p, root, batch, start, count, seed, compress = job
-    root = Path(root)
-    img_dir = root / "imgs" / str(batch)
+GROUP = 16  # images drawn side by side in one process (see render_group)
+CHUNK = 64  # images per job handed to a worker
+
+
+def _render_chunk(job) -> list[Sample]:
+    p, seed, indices = job
+    out: list[Sample] = []
+    for i in range(0, len(indices), GROUP):
+        out += render_group(p, seed, indices[i:i + GROUP])
+    return out
+
+
+def _write_chunk(job) -> tuple[int, list[tuple[int, str]]]:
+    """Render images [start, start+count) of one batch into imgs/<batch>/; returns the metadata
+    lines (position in batch, line) for the parent to write once the batch is complete."""
+    p, root, batch, first, start, count, seed, compress = job
+    img_dir = Path(root) / "imgs" / str(batch)
     img_dir.mkdir(parents=True, exist_ok=True)
     lines = []
-    for k in range(count):
-        s = render(p, seed, start + k)
+    for j, s in enumerate(_render_chunk((p, seed, list(range(start, start + count))))):
+        k = start - first + j
         Image.fromarray(s.image, "L").save(img_dir / f"sample_{k}.png", compress_level=compress)
-        lines.append(metadata_line(p, batch, k, s.label, s.margin))
-    meta = root / "metadata" / f"{batch}.npy"
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    tmp = meta.with_name(f".{batch}.npy.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, meta)
-    return count
+        lines.append((k, metadata_line(p, batch, k, s.label, s.margin)))
+    return batch, lines
+
+
+def _pool_map(fn, jobs, workers: int):
+    """map over jobs in a process pool (workers > 1) or here, results as they come in order."""
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+            yield from pool.map(fn, jobs)
+    else:
+        yield from map(fn, jobs)
 
 
 def write_dataset(root: Path, p: SnakeParams, total: int, seed: int = 0, workers: int = 0,
                   batch_size: int = BATCH, progress: bool = True, compress: int = 1) -> Path:
-    """Generate `total` images into `root` in the official layout (resumable: complete batches,
-    i.e. those with a metadata file, are kept). Same bytes for any `workers` (0: all cores)."""
+    """Generate `total` images into `root` in the official layout: imgs/<b>/sample_<k>.png and
+    metadata/<b>.npy per batch of `batch_size`. A metadata file is written (atomically) only when
+    its batch is complete, so an interrupted run resumes where it stopped. Image i of the data set
+    is render(p, seed, i): the same bytes for any `workers` (0: all cores)."""
     root = Path(root)
-    jobs = []
-    for b, start in enumerate(range(0, total, batch_size)):
-        if not (root / "metadata" / f"{b}.npy").is_file():
-            jobs.append((p, str(root), b, start, min(batch_size, total - start), seed, compress))
+    jobs, need = [], {}
+    for b, first in enumerate(range(0, total, batch_size)):
+        if (root / "metadata" / f"{b}.npy").is_file():
+            continue
+        size = min(batch_size, total - first)
+        need[b] = size
+        for start in range(first, first + size, CHUNK):
+            jobs.append((p, str(root), b, first, start, min(CHUNK, first + size - start), seed, compress))
     workers = workers or os.cpu_count() or 1
     from tqdm import tqdm
 
-    bar = tqdm(total=sum(j[4] for j in jobs), desc=f"generating pathfinder{p.size}", unit="img",
+    bar = tqdm(total=sum(need.values()), desc=f"generating pathfinder{p.size}", unit="img",
                disable=not progress or not jobs, leave=False)
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-            for n in pool.map(_write_batch, jobs):
-                bar.update(n)
-    else:
-        for j in jobs:
-            bar.update(_write_batch(j))
+    got: dict[int, list] = {b: [] for b in need}
+    for b, lines in _pool_map(_write_chunk, jobs, workers):
+        got[b] += lines
+        bar.update(len(lines))
+        if len(got[b]) == need[b]:
+            meta = root / "metadata" / f"{b}.npy"
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            tmp = meta.with_name(f".{b}.npy.tmp{os.getpid()}")
+            tmp.write_text("".join(line + "\n" for _, line in sorted(got.pop(b))))
+            os.replace(tmp, meta)
     bar.close()
     return root
 
 
 def render_many(p: SnakeParams, seed: int, indices, workers: int = 1) -> list[Sample]:
-    """Samples for `indices` (no files); workers > 1 uses a process pool, same result."""
+    """Samples for `indices` (no files); the same for any `workers` (process pool if > 1)."""
     indices = list(indices)
-    if workers <= 1:
-        return [render(p, seed, i) for i in indices]
-    chunks = [indices[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(workers) as pool:
-        parts = list(pool.map(_render_chunk, [(p, seed, c) for c in chunks]))
-    out: dict[int, Sample] = {}
-    for c, part in zip(chunks, parts):
-        out.update(zip(c, part))
-    return [out[i] for i in indices]
-
-
-def _render_chunk(job) -> list[Sample]:
-    p, seed, idx = job
-    return [render(p, seed, i) for i in idx]
+    jobs = [(p, seed, indices[i:i + CHUNK]) for i in range(0, len(indices), CHUNK)]
+    return [s for part in _pool_map(_render_chunk, jobs, workers) for s in part]
 
 
 # ----------------------------------------------------------------------------- figure / CLI
