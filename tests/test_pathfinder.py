@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from lra_wavelet import config as C
+from lra_wavelet.data import pathfinder as pf
 from lra_wavelet.data import snakes
 from lra_wavelet.data.pathfinder import read_official
 from lra_wavelet.errors import UserError
@@ -25,11 +26,13 @@ def test_reads_the_reference_files_made_by_the_benchmark_generator():
     t = task("pathfinder", f"task.data_dir={SHARED_REFERENCE}")
     s = t.splits()
     assert t.source == "official" and {k: len(v) for k, v in s.items()} == {"train": 128, "val": 16, "test": 16}
-    x = np.concatenate([s[k].x for k in s])
+    x = np.concatenate([np.asarray(s[k].x) for k in s])
     y = np.concatenate([s[k].y for k in s])
     assert x.shape == (160, 1024) and x.dtype == np.uint8 and set(np.unique(y)) == {0, 1}
     first = np.asarray(Image.open(REF / "imgs/0/sample_0.png")).reshape(-1)
-    assert any((row == first).all() for row in x)  # pixels are the token ids, row-major
+    row = next(i for i in range(160) if (x[i] == first).all())  # pixels are the token ids, row-major
+    assert y[row] == int((REF / "metadata/0.npy").read_text().split()[3])  # with their own label
+    assert t.n_skipped == 0
 
 
 def write_layout(root, labels, size=32):
@@ -60,9 +63,27 @@ def test_official_layout_zero_byte_skipped_and_errors_name_file_and_line(tmp_pat
     meta.write_text("imgs/0 sample_0.png 0 7\n")
     with pytest.raises(UserError, match="0.npy:1: label '7' is not 0 or 1"):
         read_official(tmp_path / "pf2", 32, progress=False)
+    meta.write_text("imgs/0 sample_0.png 0 1\nimgs/0 sample_1.png\n")
+    with pytest.raises(UserError, match="0.npy:2: expected at least 4"):
+        read_official(tmp_path / "pf2", 32, progress=False)
     with pytest.raises(UserError, match="expected 128x128"):
         write_layout(tmp_path / "pf3", [1])
         read_official(tmp_path / "pf3", 128, progress=False)
+
+
+def test_task_counts_skipped_files_and_caches_the_pixels(tmp_path, monkeypatch, capsys):
+    root = write_layout(tmp_path / "lra_release" / "pathfinder32" / "curv_contour_length_14", [0, 1] * 10)
+    (root / "imgs/0/sample_5.png").write_bytes(b"")
+    t = task("pathfinder", f"task.data_dir={tmp_path}")
+    s = t.splits()
+    assert t.source == "official" and t.n_skipped == 1 and sum(len(v) for v in s.values()) == 19
+    assert "skipped 1 empty PNG" in capsys.readouterr().err
+    monkeypatch.setattr(pf, "read_official", lambda *a, **k: pytest.fail("pixels were decoded twice"))
+    t2 = task("pathfinder", f"task.data_dir={tmp_path}", "task.split_seed=1")  # another split, same cache
+    s2 = t2.splits()
+    assert sorted(np.concatenate([v.y for v in s2.values()])) == sorted(np.concatenate([v.y for v in s.values()]))
+    assert not np.array_equal(s2["test"].y, s["test"].y) or not np.array_equal(np.asarray(s2["test"].x),
+                                                                                np.asarray(s["test"].x))
 
 
 def test_missing_tree_is_explained(tmp_path):
@@ -74,25 +95,49 @@ def test_pixel0_switch_and_variants():
     assert task("pathfinder").pad_id is None
     assert task("pathfinder", "task.pixel0_is_pad=true").pad_id == 0
     assert task("pathx").seq_len == 16384 and task("pathfinder-easy").folder.endswith("curv_baseline")
+    assert task("pathx-intermediate").folder == "pathfinder128/curv_contour_length_9"
+    t = task("pathfinder")
+    assert (t.kind, t.n_classes, t.vocab_size, t.chance, t.seq_len) == ("classify", 2, 256, 0.5, 1024)
 
 
-def test_generator_is_seeded_worker_independent_and_valid():
+def test_generator_settings_follow_the_benchmark():
+    p32, p128 = snakes.lra_params(32), snakes.lra_params(128)
+    assert (p32.distractor_length, p32.n_distractors) == (4, 5)  # 14 // 3, 20 // 4 (Python 2 division)
+    assert (p128.distractor_length, p128.n_distractors, p128.margins) == (4, 8, (2, 3))  # 35 // 4
+    assert snakes.lra_params(32, 9).n_distractors == 6 and p32.total_paddles(1) == 756
+
+
+def test_generator_is_seeded_worker_independent_and_balanced():
     p = snakes.lra_params(32)
-    a = snakes.render_many(p, 7, range(24), workers=1)
-    b = snakes.render_many(p, 7, range(24), workers=2)
-    assert all((s.image == t.image).all() and s.label == t.label for s, t in zip(a, b))
+    a = snakes.render_many(p, 7, range(300), workers=1)
+    b = snakes.render_many(p, 7, range(200, 300), workers=2)  # other workers, other grouping
+    assert all((s.image == t.image).all() and s.label == t.label for s, t in zip(a[200:], b))
+    assert all((s.image == snakes.render(p, 7, i).image).all() for i, s in zip((0, 1, 250), (a[0], a[1], a[250])))
     c = snakes.render_many(p, 8, range(4), workers=1)
-    assert any((s.image != t.image).any() for s, t in zip(a, c))
-    labels = [s.label for s in a]
-    assert 0 < sum(labels) < len(labels)
-    for i in range(12):  # label 1 <=> the markers are on one contour, checked on the generator's layers
-        assert snakes.validate(snakes.render(p, 7, i, keep_layers=True)) == []
+    assert all((s.image != t.image).any() for s, t in zip(a, c))
+    assert 0.42 < np.mean([s.label for s in a]) < 0.58  # labels are fair coin flips
+    assert all(s.image.shape == (32, 32) and s.image.max() == 255 and s.image.min() == 0 for s in a)
 
 
-def test_generated_task_writes_the_official_layout(tmp_path):
+def test_validator_agrees_with_labels_and_catches_a_wrong_one():
+    p = snakes.lra_params(32)
+    samples = snakes.render_group(p, 7, range(40), keep_layers=True)
+    problems = [snakes.validate(s) for s in samples]
+    assert all(all(q.startswith("touching:") for q in pr) for pr in problems), problems
+    assert sum(bool(pr) for pr in problems) <= 1
+    s = samples[0]
+    s.label = 1 - s.label  # a wrong label must not pass
+    assert any(not q.startswith("touching:") for q in snakes.validate(s))
+
+
+def test_generated_task_writes_the_official_layout():
     t = task("pathfinder", "task.gen_total=40", "task.gen_workers=1")
     s = t.splits()
     assert t.source == "generated" and sum(len(v) for v in s.values()) == 40
     root = next(p for p in Path(os.environ["LRA_WAVELET_CACHE"]).rglob("curv_contour_length_14") if p.is_dir())
     x, y, _ = read_official(root, 32, progress=False)  # any LRA loader reads it: the same reader
     assert x.shape == (40, 1024)
+    lines = (root / "metadata/0.npy").read_text().splitlines()
+    assert len(lines) == 40 and all(len(line.split()) == 11 for line in lines)
+    assert lines[0].split()[:2] == ["imgs/0", "sample_0.png"] and lines[0].split()[4:] == "1.0 14 4 2 0.5 1 1".split()
+    assert [int(line.split()[3]) for line in lines] == list(y)

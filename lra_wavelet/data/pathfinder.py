@@ -1,22 +1,31 @@
 """Pathfinder-32 and Path-X (LRA): are the two markers joined by one dashed contour? Pixels as tokens.
 
 Reads the official layout (`pathfinder{32,128}/<difficulty dir>/{imgs/<k>/sample_<n>.png,
-metadata/<k>.npy}`; the metadata "npy" files are text, one image per line, fields 0 (subdir),
-1 (file) and 3 (label) used). Zero-byte PNGs are skipped and counted, as the benchmark's loaders do;
-anything else wrong is an error naming the file and line. Examples are split 80/10/10 by a seeded
-permutation over the metadata files sorted numerically (lines in order).
+metadata/<k>.npy}`, also under `lra_release/`, `lra_release/lra_release/` or `pathfinder/`); the
+metadata "npy" files are text, one image per line, of which fields 0 (subdir), 1 (file) and 3
+(label) are used. Zero-byte PNGs are skipped and counted, as the benchmark's loaders do (the
+released archive has one); anything else wrong is an error naming the file and line.
 
-Without a data dir, `snakes.py` generates the data with the benchmark's settings into the cache, in
-the same layout, and the same reader reads it back.
+Split: 80/10/10 by a seeded permutation over all examples (metadata files sorted numerically, lines
+in order) - the same split as S4's loader (`torch.randperm` with `split_seed`, default 42; val and
+test int(0.1 N) each) when the same images are read.
 
-The benchmark masks pixel value 0 as padding (`inputs > 0`), which hides the black background from
-attention; `task.pixel0_is_pad=true` reproduces that quirk (pad_id 0), the default treats every
-pixel as a token.
+Without a data dir, `snakes.py` generates `gen_total` images with the benchmark's settings into the
+cache, in the same layout, and the same reader reads them back (`source = generated`).
+
+Tokens: the pixel value (0..255), row-major; vocab 256. The benchmark masks pixel value 0 as padding
+(`inputs > 0`), which hides the black background from attention; `task.pixel0_is_pad=true`
+reproduces that quirk (pad_id 0); the default treats every pixel as a token (pad_id None).
+
+Decoded pixels are cached (uint8) under a fingerprint of the metadata files, so a second load is a
+memory map.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,54 +37,79 @@ from ..errors import UserError
 from ..registry import TASKS
 from . import snakes
 from ._common import file_key
-from .base import ArraySplit, Task
+from .base import ArraySplit, Task, cache_root, load_arrays, save_arrays
 
 TREE = "pathfinder{size}/{difficulty}/{{imgs/<k>/sample_<n>.png, metadata/<k>.npy}}"
+PREFIXES = ("", "lra_release", "lra_release/lra_release", "pathfinder")  # where the tree may sit
 
 
 @dataclass
 class PathfinderConfig(TaskConfig):
     pixel0_is_pad: bool = False  # the benchmark's quirk: pixel value 0 is masked as padding
-    split_seed: int = 42  # the seeded 80/10/10 split
+    split_seed: int = 42  # the seeded 80/10/10 split (S4's default seed)
     gen_total: int = 200_000  # generator: images (the benchmark's 200k per difficulty)
     gen_seed: int = 0
-    gen_workers: int = 0  # processes (0: all cores)
+    gen_workers: int = 0  # processes (0: all cores); the images do not depend on it
 
 
-def read_official(root: Path, size: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """(x (N, size*size) uint8, y (N,), skipped zero-byte files) from one difficulty folder."""
-    from PIL import Image
-    from tqdm import tqdm
+# ----------------------------------------------------------------------------- reading
 
+
+def _metadata_files(root: Path) -> list[Path]:
+    """metadata/*.npy sorted by their integer names (S4's order); a non-integer name is an error."""
     meta_dir = root / "metadata"
-    files = sorted(meta_dir.glob("*.npy"), key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0))
+    files = list(meta_dir.glob("*.npy"))
     if not files:
         raise UserError(f"{meta_dir}: no metadata/<k>.npy files; expected {root}/{{imgs,metadata}}")
+    bad = [f for f in files if not f.stem.isdigit()]
+    if bad:
+        raise UserError(f"{bad[0]}: metadata files are named <k>.npy with an integer k")
+    return sorted(files, key=lambda p: int(p.stem))
+
+
+def read_metadata(root: Path) -> list[tuple[Path, int, Path, int]]:
+    """(image path, label, metadata file, line number) for every example, in file and line order."""
     entries = []
-    for f in files:
-        for lineno, line in enumerate(f.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
+    for f in _metadata_files(root):
+        try:
+            text = f.read_text()
+        except UnicodeDecodeError:
+            raise UserError(f"{f}: not a text file; the metadata files are text despite the .npy name, one image "
+                            "per line: 'imgs/<k> sample_<n>.png <n> <label> ...'") from None
+        for lineno, line in enumerate(text.splitlines(), start=1):
             parts = line.split()
+            if not parts:
+                continue
             if len(parts) < 4:
                 raise UserError(f"{f}:{lineno}: expected at least 4 space-separated fields "
                                 f"(subdir, file, index, label, ...), got {len(parts)}")
             if parts[3] not in ("0", "1"):
                 raise UserError(f"{f}:{lineno}: label {parts[3]!r} is not 0 or 1")
             entries.append((root / parts[0] / parts[1], int(parts[3]), f, lineno))
+    return entries
+
+
+def read_official(root: Path, size: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """(x (N, size*size) uint8, y (N,) int64, skipped zero-byte files) from one difficulty folder."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    entries = read_metadata(root)
     x = np.zeros((len(entries), size * size), dtype=np.uint8)
     y = np.zeros(len(entries), dtype=np.int64)
     skipped, n = [], 0
     for img, label, f, lineno in tqdm(entries, desc=f"reading pathfinder{size}", unit="img",
                                       disable=None if progress else True, leave=False):
-        if not img.is_file():
-            raise UserError(f"{f}:{lineno}: image {img} not found")
-        if img.stat().st_size == 0:  # the released archive has one; every loader skips it
+        try:
+            empty = img.stat().st_size == 0
+        except FileNotFoundError:
+            raise UserError(f"{f}:{lineno}: image {img} not found") from None
+        if empty:  # the released archive has one; every loader skips it
             skipped.append(img)
             continue
         try:
             with Image.open(img) as im:
-                a = np.asarray(im.convert("L") if im.mode != "L" else im)
+                a = np.asarray(im if im.mode == "L" else im.convert("L"))
         except (OSError, SyntaxError, ValueError) as e:
             raise UserError(f"{img}: not a readable PNG ({e}); listed at {f}:{lineno}") from None
         if a.shape != (size, size):
@@ -86,9 +120,37 @@ def read_official(root: Path, size: int, progress: bool = True) -> tuple[np.ndar
 
 
 def split_80_10_10(n: int, seed: int) -> dict[str, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    a, b = n * 8 // 10, n * 9 // 10
-    return {"train": np.sort(perm[:a]), "val": np.sort(perm[a:b]), "test": np.sort(perm[b:])}
+    """S4's split: torch.randperm(n) with the seed; val and test int(0.1 n) each, train the rest."""
+    import torch
+
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_val = n_test = int(0.1 * n)
+    a = n - n_val - n_test
+    return {"train": perm[:a], "val": perm[a:a + n_val], "test": perm[a + n_val:]}
+
+
+class _Rows:
+    """Rows `idx` of a (memory-mapped) array, without copying them: what ArraySplit needs."""
+
+    def __init__(self, base: np.ndarray, idx: np.ndarray):
+        self.base, self.idx = base, idx
+        self.shape = (len(idx),) + base.shape[1:]
+        self.dtype = base.dtype
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return _Rows(self.base, self.idx[i])
+        return self.base[self.idx[i]]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.base[self.idx]
+        return a if dtype is None else a.astype(dtype)
+
+
+# ----------------------------------------------------------------------------- the tasks
 
 
 @TASKS.register("pathfinder")
@@ -111,7 +173,11 @@ class Pathfinder(Task):
         super().__init__(cfg)
         self.seq_len = self.size * self.size
         self.pad_id = 0 if cfg.pixel0_is_pad else None
-        self.skipped: list[Path] = []
+        self.skipped: list[Path] = []  # zero-byte PNGs left out
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
 
     @property
     def folder(self) -> str:
@@ -121,17 +187,24 @@ class Pathfinder(Task):
         root = self.data_dir()
         if root is None:
             return None
-        for prefix in ("", "lra_release", "lra_release/lra_release", "pathfinder"):
+        for prefix in PREFIXES:
             cand = root / prefix / self.folder
             if (cand / "metadata").is_dir():
                 return cand
-        raise UserError(f"{root}: no {self.folder}/metadata found; expected "
-                        f"{root}/{TREE.format(size=self.size, difficulty=snakes.DIFFICULTY_DIRS[self.difficulty])}")
+        tree = TREE.format(size=self.size, difficulty=snakes.DIFFICULTY_DIRS[self.difficulty])
+        raise UserError(f"{root}: no {self.folder}/metadata found; expected {root}/{tree} "
+                        f"(or the same under lra_release/ or pathfinder/)")
+
+    def _keyed(self, stage: str, **key) -> Path:
+        """A cache dir named by `key` only (not by split seed or padding switch, which do not change it)."""
+        h = hashlib.sha256(json.dumps(dict(key, version=self.version), sort_keys=True, default=str).encode())
+        return cache_root() / f"pathfinder{self.size}" / f"{stage}-{h.hexdigest()[:12]}"
 
     def generated_dir(self) -> Path:
+        """The benchmark's generator settings for this size and difficulty, written once into the cache."""
         c = self.cfg
         p = snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
-        d = self.cache_dir(stage="png", params=repr(p), total=c.gen_total, seed=c.gen_seed) / self.folder
+        d = self._keyed("generated", params=repr(p), total=c.gen_total, seed=c.gen_seed) / self.folder
         return snakes.write_dataset(d, p, c.gen_total, seed=c.gen_seed, workers=c.gen_workers)
 
     def load(self) -> dict:
@@ -139,22 +212,17 @@ class Pathfinder(Task):
         self.source = "official" if src is not None else "generated"
         if src is None:
             src = self.generated_dir()
-        metas = sorted((src / "metadata").glob("*.npy"))
-        d = self.cache_dir(stage="pixels", metadata=[file_key(m) for m in metas])
+        d = self._keyed("pixels", metadata=[file_key(m) for m in _metadata_files(src)])
         if not (d / "x.npy").is_file():
             x, y, skipped = read_official(src, self.size)
-            d.mkdir(parents=True, exist_ok=True)
-            np.save(d / "x.npy", x)
-            np.save(d / "y.npy", y)
-            (d / "skipped.json").write_text(json.dumps([str(s) for s in skipped]))
-        x, y = np.load(d / "x.npy", mmap_mode="r"), np.load(d / "y.npy")
-        self.skipped = [Path(s) for s in json.loads((d / "skipped.json").read_text())]
+            save_arrays(d, x=x, y=y, skipped=np.array([str(s) for s in skipped], dtype=str))
+        x, y, skipped = load_arrays(d, "x", "y", "skipped")
+        y = np.asarray(y)
+        self.skipped = [Path(str(s)) for s in skipped]
         if self.skipped:
-            import sys
-
-            print(f"warning: {self.name}: skipped {len(self.skipped)} empty PNG file(s), e.g. {self.skipped[0]}",
+            print(f"warning: {self.name}: skipped {self.n_skipped} empty PNG file(s), e.g. {self.skipped[0]}",
                   file=sys.stderr)
-        return {k: ArraySplit(x[idx], y[idx]) for k, idx in split_80_10_10(len(y), self.cfg.split_seed).items()}
+        return {k: ArraySplit(_Rows(x, idx), y[idx]) for k, idx in split_80_10_10(len(y), self.cfg.split_seed).items()}
 
 
 @TASKS.register("pathfinder-intermediate")
@@ -180,3 +248,19 @@ class PathX(Pathfinder):
     size = 128
     seq_len = 16384
     description = "Path-X: Pathfinder at 128x128, 16,384 pixel tokens (LRA, hard)"
+
+
+@TASKS.register("pathx-intermediate")
+class PathXIntermediate(PathX):
+    """Path-X, contour length 9."""
+
+    difficulty = "intermediate"
+    description = "Path-X 128x128, intermediate (contour length 9)"
+
+
+@TASKS.register("pathx-easy")
+class PathXEasy(PathX):
+    """Path-X, contour length 6."""
+
+    difficulty = "easy"
+    description = "Path-X 128x128, easy (contour length 6)"
