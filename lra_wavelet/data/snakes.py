@@ -29,14 +29,20 @@ data has the benchmark's distribution (`quirks=True`; `False` gives the clean va
   - after the two target snakes, only the second snake's last paddle is added to the occupancy
     mask, so distractors may overlap the first snake's last paddle.
 
-Speed (why this is ~100x faster than the reference at 32x32): paddle sprites depend only on the
-orientation, so they are rendered once per process and stamped; the occupancy is kept as a
-padded boolean map updated in place; seed positions are drawn by rejection sampling (uniform
-candidates until one has a free footprint, then an exact scan), which is uniform over the free
-positions exactly like the reference's full dilation; an orientation found with no free
-position is remembered as dead (occupancy only grows); the single-paddle phase stops as soon as
-no attempt can succeed. Images are independent given (seed, index), so any number of worker
-processes produce identical bytes.
+Speed (~70-140x the reference at 32x32, results/benchmarks/pathfinder.md) without changing the
+procedure's distribution:
+  - a paddle's sprites depend only on its orientation: rendered once per process, then stamped;
+    the occupancy mask is uint8 (the reference's float mask x 255, exact) on a padded canvas;
+  - the target snakes, resampled until both are complete (~30 attempts per image at 32x32, ~300
+    at 128x128), are grown as batches of independent attempts side by side, for several images
+    at once; the first complete attempt of each image is kept (= resample-until-success);
+  - a seed position is uniform over the positions whose footprint is free, as the reference's
+    full dilation gives: we draw uniform candidates from a superset of them and take the first
+    free one, filtering the superset exactly only when candidates keep failing; a footprint with
+    no free position is dead for good (occupancy only grows), and runs of tries that can only
+    fail are skipped by drawing their (geometric) number instead of each try.
+Every image draws from its own generator seeded by (seed, index), in the same order however the
+images are grouped, so any grouping and any number of worker processes give identical bytes.
 
     python -m lra_wavelet.data.snakes --out DIR --size 32 --total 1000   # official layout in DIR
     python -m lra_wavelet.data.snakes --figure results/figures/pathfinder_samples.png
