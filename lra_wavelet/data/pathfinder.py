@@ -35,9 +35,15 @@ import numpy as np
 from ..config import TaskConfig
 from ..errors import UserError
 from ..registry import TASKS
-from . import snakes
 from ._common import file_key
 from .base import ArraySplit, Task, cache_root, load_arrays, save_arrays
+
+def _snakes():
+    """The generator module, imported when needed (so `python -m lra_wavelet.data.snakes` runs it fresh)."""
+    from . import snakes
+
+    return snakes
+
 
 TREE = "pathfinder{size}/{difficulty}/{{imgs/<k>/sample_<n>.png, metadata/<k>.npy}}"
 PREFIXES = ("", "lra_release", "lra_release/lra_release", "pathfinder")  # where the tree may sit
@@ -181,7 +187,7 @@ class Pathfinder(Task):
 
     @property
     def folder(self) -> str:
-        return f"pathfinder{self.size}/{snakes.DIFFICULTY_DIRS[self.difficulty]}"
+        return f"pathfinder{self.size}/{_snakes().DIFFICULTY_DIRS[self.difficulty]}"
 
     def official_dir(self) -> Optional[Path]:
         root = self.data_dir()
@@ -191,7 +197,7 @@ class Pathfinder(Task):
             cand = root / prefix / self.folder
             if (cand / "metadata").is_dir():
                 return cand
-        tree = TREE.format(size=self.size, difficulty=snakes.DIFFICULTY_DIRS[self.difficulty])
+        tree = TREE.format(size=self.size, difficulty=_snakes().DIFFICULTY_DIRS[self.difficulty])
         raise UserError(f"{root}: no {self.folder}/metadata found; expected {root}/{tree} "
                         f"(or the same under lra_release/ or pathfinder/)")
 
@@ -202,7 +208,7 @@ class Pathfinder(Task):
 
     def generated_dir(self) -> Path:
         """The benchmark's generator settings for this size and difficulty, written once into the cache."""
-        c = self.cfg
+        c, snakes = self.cfg, _snakes()
         p = snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
         d = self._keyed("generated", params=repr(p), total=c.gen_total, seed=c.gen_seed) / self.folder
         return snakes.write_dataset(d, p, c.gen_total, seed=c.gen_seed, workers=c.gen_workers)
