@@ -8,21 +8,11 @@ The benchmark's own generator (lra_benchmarks/data/listops.py) makes about 380 s
 import argparse
 import datetime
 import os
-import platform
 import time
 from pathlib import Path
 
 from lra_wavelet.data.listops import ListOpsConfig, generate
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from lra_wavelet.results import cpu_model
 
 
 def main():

@@ -27,20 +27,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lra_wavelet.data import snakes  # noqa: E402
+from lra_wavelet.results import cpu_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared/reference/lra_release/pathfinder32/curv_contour_length_14"
 REFERENCE_RATE = 1.7  # images/s, one core, 32x32
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _burn(n: int) -> float:

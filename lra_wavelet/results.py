@@ -60,6 +60,17 @@ def git_sha() -> str:
     return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (for benchmark records and env.json)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment(device) -> dict:
     import torch
 
@@ -69,7 +80,7 @@ def environment(device) -> dict:
     return {
         "git_sha": git_sha(), "package_version": __version__, "torch": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(), "device": dev,
-        "cuda": torch.version.cuda, "cpu_count": os.cpu_count(),
+        "cuda": torch.version.cuda, "cpu_count": os.cpu_count(), "cpu": cpu_model(),
     }
 
 
