@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lra_wavelet.models  # noqa: E402,F401
 from lra_wavelet.models import triton_ops  # noqa: E402
 from lra_wavelet.models.gpt import WaveletConfig, WaveletOp  # noqa: E402
+from lra_wavelet.config import TrainConfig  # noqa: E402
 from lra_wavelet.registry import MODELS  # noqa: E402
+from lra_wavelet.train import make_optimizer  # noqa: E402
 
 PAPER = dict(n_layers=10, d_model=128, n_heads=8, d_ff=512)
 LINES: list[str] = []
@@ -156,7 +158,9 @@ def sweep(sizes) -> None:
     say()
     say("| BLOCK_T | BLOCK_E | warps | " + " | ".join(f"{B}x{T}x{E} fwd | fwd+bwd" for B, T, E in sizes) + " |")
     say("|---|---|---|" + "---|---|" * len(sizes))
-    configs = [(32, 32, 1), (64, 32, 1), (16, 64, 1), (32, 64, 2), (16, 128, 1), (8, 128, 1), (32, 32, 4), (64, 32, 4)]
+    # short tiles walk T in many dependent steps; long tiles keep more loads in flight per program
+    configs = [(32, 32, 4), (64, 32, 4), (128, 32, 4), (128, 16, 4), (256, 16, 4), (256, 32, 8), (512, 16, 8),
+               (512, 8, 4), (256, 8, 4), (128, 64, 8)]
     data = [(torch.randn(B, T, E, device="cuda"), torch.randn(B, T, E, device="cuda"),
              WaveletOp(WaveletConfig(d_model=E, impl="triton"), context=T).cuda()) for B, T, E in sizes]
     best, best_t = None, float("inf")
@@ -182,32 +186,34 @@ def sweep(sizes) -> None:
 # ----------------------------------------------------------------------------- 3. training step
 
 
-def train_steps(do_compile: bool, batch: int, rounds: int, steps: int, extra: bool) -> None:
-    say(f"## Training step at paper size (batch {batch}, bf16 autocast, AdamW, grad clip; median ms per step)")
+MODES = {"eager": None, "compiled": "default", "graphs": "reduce-overhead"}  # label -> torch.compile mode
+
+
+def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bool) -> None:
+    say(f"## Training step at paper size (batch {batch}, bf16 autocast, fused AdamW, grad clip; ms per step)")
     say()
     task = types.SimpleNamespace(kind="lm", seq_len=512, vocab_size=256, n_classes=0, pad_id=None)
-    # (label, registered model, config overrides, modes)
-    specs = [("gpt", "gpt", {}, ("eager", "compiled")),
-             ("wavelet, impl prefix", "wavelet", {"impl": "prefix"}, ("eager", "compiled")),
-             ("wavelet, impl triton", "wavelet", {"impl": "triton"}, ("eager", "compiled"))]
+    # (label, registered model, config overrides)
+    specs = [("gpt", "gpt", {}), ("wavelet, impl prefix", "wavelet", {"impl": "prefix"}),
+             ("wavelet, impl triton", "wavelet", {"impl": "triton"})]
     if extra:
-        specs += [("wavelet-learnable", "wavelet-learnable", {}, ("eager", "compiled")),
-                  ("wavelet-ema", "wavelet-ema", {}, ("eager", "compiled"))]
+        specs += [("wavelet-learnable", "wavelet-learnable", {}), ("wavelet-ema", "wavelet-ema", {})]
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randint(0, 256, (batch, 512), device="cuda", generator=gen)
     y = torch.randint(0, 256, (batch, 512), device="cuda", generator=gen)
     runs, failures = {}, []
-    for label, name, kw, modes in specs:
+    for label, name, kw in specs:
         for mode in modes:
-            if mode == "compiled" and not do_compile:
-                continue
             torch.manual_seed(0)
             cls = MODELS.get(name)
             model = cls(task, cls.Config(name=name, **PAPER, **kw)).cuda()
-            net = torch.compile(model) if mode == "compiled" else model
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9)
+            net = model if MODES[mode] is None else torch.compile(model, mode=MODES[mode])
+            opt = make_optimizer(model, TrainConfig())  # the trainer's optimiser (fused AdamW on CUDA)
+            graphs = mode == "graphs"
 
-            def step(net=net, model=model, opt=opt):
+            def step(net=net, model=model, opt=opt, graphs=graphs):
+                if graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     logits = net({"x": x})
                 loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
@@ -215,7 +221,7 @@ def train_steps(do_compile: bool, batch: int, rounds: int, steps: int, extra: bo
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                return loss
+                return loss.detach()
 
             t0 = time.time()
             try:
@@ -234,29 +240,31 @@ def train_steps(do_compile: bool, batch: int, rounds: int, steps: int, extra: bo
             e.record()
             torch.cuda.synchronize()
             times.append(s.elapsed_time(e) / steps)
-    med = {k: statistics.median(v[1]) for k, v in runs.items()}
-    low = {k: min(v[1]) for k, v in runs.items()}
 
     def cell(label, mode):
         k, g = (label, mode), ("gpt", mode)
-        if k not in med or g not in med:
+        if k not in runs or g not in runs:
             return "- | -"
-        return f"{med[k]:.3f} | {med[k] / med[g]:.3f} (fastest rounds: {low[k] / low[g]:.3f})"
+        t, tg = runs[k][1], runs[g][1]
+        ratios = sorted(a / b for a, b in zip(t, tg))  # paired: the same round, so machine drift cancels
+        q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+        return f"{statistics.median(t):.2f} | {statistics.median(ratios):.3f} [{q1:.3f}-{q3:.3f}]"
 
-    say("| model | eager ms | eager / gpt | compiled ms | compiled / gpt | warm-up s (eager / compiled) |"
-        " first loss (eager / compiled) |")
-    say("|---|---|---|---|---|---|---|")
+    say("| model | " + " | ".join(f"{m} ms | {m} / gpt" for m in modes) + " | warm-up s | first loss |")
+    say("|---|" + "---|---|" * len(modes) + "---|---|")
     for label, *_ in specs:
-        wu = " / ".join(f"{runs[(label, m)][2]:.0f}" for m in ("eager", "compiled") if (label, m) in runs)
-        first = " / ".join(f"{runs[(label, m)][3][0]:.5f}" for m in ("eager", "compiled") if (label, m) in runs)
-        say(f"| {label} | {cell(label, 'eager')} | {cell(label, 'compiled')} | {wu} | {first} |")
+        wu = " / ".join(f"{runs[(label, m)][2]:.0f}" for m in modes if (label, m) in runs)
+        first = " / ".join(f"{runs[(label, m)][3][0]:.4f}" for m in modes if (label, m) in runs)
+        say(f"| {label} | " + " | ".join(cell(label, m) for m in modes) + f" | {wu} | {first} |")
     for f in failures:
         say(f)
     say()
-    say("impl auto (the default) runs the triton row's code in eager mode and the prefix row's under torch.compile.")
-    say(f"Median over {rounds} interleaved rounds of {steps} steps per configuration (the mean step time of each "
-        "round); 'fastest rounds' compares the minima. Range of the round means: "
-        + ", ".join(f"{k[0]} {k[1]} {min(v[1]):.2f}-{max(v[1]):.2f}" for k, v in runs.items()))
+    say(f"Modes: eager; compiled = torch.compile default mode; graphs = torch.compile mode='reduce-overhead' "
+        f"(CUDA graphs). impl auto (the default) runs the triton row's code in eager mode and "
+        f"{'the triton' if triton_ops.COMPILED_KERNEL else 'the prefix'} row's under torch.compile. "
+        f"{rounds} interleaved rounds of {steps} steps per configuration; ms = median of the round means; "
+        "'/ gpt' = median [quartiles] over rounds of the ratio to GPT's time in the same round. Range of the "
+        "round means: " + ", ".join(f"{k[0]} {k[1]} {min(v[1]):.2f}-{max(v[1]):.2f}" for k, v in runs.items()))
     say()
 
 
@@ -272,9 +280,11 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="time several tile shapes and keep the best")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=9)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--extra", action="store_true", help="also time wavelet-learnable and wavelet-ema (eager)")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--modes", default="eager,compiled,graphs", help="step timings: any of " + ",".join(MODES))
+    ap.add_argument("--skip-op", action="store_true", help="only the training steps")
+    ap.add_argument("--extra", action="store_true", help="also time wavelet-learnable and wavelet-ema")
     args = ap.parse_args()
     if not torch.cuda.is_available() or not triton_ops.HAS_TRITON:
         print("this benchmark needs CUDA and triton", file=sys.stderr)
@@ -296,14 +306,16 @@ def main() -> int:
         write_md(args.md, header)
         return 1
     sizes = [(64, 512, 128), (512, 512, 128)]
-    if args.sweep:
+    if args.sweep and not args.skip_op:
         sweep(sizes)
         write_md(args.md, header)
     say(f"fused kernel tiles: BLOCK_T={triton_ops.BLOCK_T}, BLOCK_E={triton_ops.BLOCK_E}, num_warps={triton_ops.NUM_WARPS}")
     say()
-    op_table(sizes, not args.no_compile)
-    write_md(args.md, header)
-    train_steps(not args.no_compile, args.batch, args.rounds, args.steps, args.extra)
+    if not args.skip_op:
+        op_table(sizes, not args.no_compile)
+        write_md(args.md, header)
+    modes = [m for m in args.modes.split(",") if m and (m == "eager" or not args.no_compile)]
+    train_steps(modes, args.batch, args.rounds, args.steps, args.extra)
     write_md(args.md, header)
     return 0
 

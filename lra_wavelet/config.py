@@ -84,6 +84,8 @@ class TrainConfig:
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
     compile: bool = False  # torch.compile the model
+    # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     num_workers: int = 0
 
 
@@ -105,7 +107,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("out", "device"):
             d.pop(k)
-        for k in ("log_every", "num_workers", "checkpoint_every"):
+        for k in ("log_every", "num_workers", "checkpoint_every", "compile_mode"):
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 

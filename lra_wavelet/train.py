@@ -88,7 +88,9 @@ def make_optimizer(model: torch.nn.Module, t: config_mod.TrainConfig) -> torch.o
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)
+    params = decay + other
+    fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)  # one kernel per step on GPU
+    return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, fused=fused or None)
 
 
 def to_device(batch: dict, device: torch.device, rank: int = 0, world: int = 1) -> dict:
@@ -221,7 +223,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
 
     net = model
     if t.compile:
-        net = torch.compile(model)
+        net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 

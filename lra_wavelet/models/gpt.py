@@ -91,13 +91,14 @@ class WaveletOp(nn.Module):
         return box_mean(z, self.windows, causal=self.causal, sos=self.sos)
 
     def use_fused(self, x: torch.Tensor) -> bool:
-        """impl 'triton': always the kernel. 'auto': the kernel in eager mode on CUDA; under torch.compile
-        the prefix-sum formulation, which the compiler turns into its own kernels fused with the
-        neighbouring ops, where the opaque kernel would block that fusion and add a dispatch per call
-        (measured: results/benchmarks/wavelet_op.md)."""
+        """impl 'triton': always the kernel. 'auto': the kernel on CUDA in eager mode; under torch.compile the
+        kernel or the prefix-sum formulation (which the compiler fuses with the neighbouring ops), whichever
+        made the compiled training step faster (triton_ops.COMPILED_KERNEL; results/benchmarks/wavelet_op.md)."""
         if not self.fusable or self.impl == "prefix":
             return False
-        return self.impl == "triton" or (triton_ops.usable(x) and not triton_ops.is_compiling())
+        if self.impl == "triton":
+            return True
+        return triton_ops.usable(x) and (triton_ops.COMPILED_KERNEL or not triton_ops.is_compiling())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.idx.numel() == 0:

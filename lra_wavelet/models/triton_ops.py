@@ -21,10 +21,11 @@ over t in [k-off, k-off+w-1]. Read in reverse order (u = T-1-k) that is again a 
 the forward's 1/count applied to the values as they are loaded. O(T), one read of g, one write.
 
 Entry point: `box_mean_triton`. Under torch.compile it calls `box_mean_fused`, a torch.library
-custom op with a registered fake and autograd formula, so the compiler keeps it as one opaque node
-instead of breaking the graph; in eager mode it calls a plain torch.autograd.Function (the same two
-launches with less Python dispatch around them). Without Triton (or without CUDA) nothing here is
-used: the prefix-sum version in ops.py is the fallback and the reference.
+triton_op (torch >= 2.6; an opaque custom op before) with its autograd formula: the compiler keeps
+the graph whole and launches the kernel itself; in eager mode it calls a plain
+torch.autograd.Function (the same two launches with less Python dispatch around them). Without
+Triton (or without CUDA) nothing here is used: the prefix-sum version in ops.py is the fallback and
+the reference.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ except Exception:  # ImportError, or a broken install: the prefix-sum path is us
 
 # launch configuration (chosen by benchmarks/bench_wavelet.py on an H200; see results/benchmarks)
 BLOCK_T, BLOCK_E, NUM_WARPS = 32, 32, 4
+# impl 'auto' under torch.compile: True runs this kernel inside the compiled graph, False the prefix-sum
+# formulation that the compiler fuses itself (whichever made the compiled training step faster there)
+COMPILED_KERNEL = False
 
 
 def usable(x: torch.Tensor) -> bool:
@@ -51,16 +55,24 @@ def usable(x: torch.Tensor) -> bool:
 if HAS_TRITON:
 
     @triton.jit
-    def _inv_count(p, w, off, T, ACC: tl.constexpr):
+    def _acc(v, IS_F64: tl.constexpr):
+        """v in the accumulation type: float64 for float64 tensors, float32 otherwise."""
+        if IS_F64:
+            return v.to(tl.float64)
+        else:
+            return v.to(tl.float32)
+
+    @triton.jit
+    def _inv_count(p, w, off, T, IS_F64: tl.constexpr):
         """1 / (positions the forward window of physical output row p holds inside [0, T)); 'available' rule."""
         cnt = tl.minimum(p + off, T - 1) - tl.maximum(p + off - w + 1, 0) + 1
-        return 1.0 / tl.maximum(cnt, 1).to(ACC)  # rows outside [0, T) are masked anyway; never divide by zero
+        return 1.0 / _acc(tl.maximum(cnt, 1), IS_F64)  # rows outside [0, T) are masked anyway; never divide by zero
 
     @triton.jit
     def _box_kernel(x_ptr, y_ptr, win_ptr, off_ptr, T, E, max_off,
                     sxb, sxt, sxe, syb, syt, sye,
                     REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
-                    ZERO_SOS: tl.constexpr, ACC: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
+                    ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
         # Per-column quantities are computed once; inside the loop every element costs one pointer add
         # per stream, one compare per mask, the scan, and (for 'available') a few integer ops.
         b = tl.program_id(0).to(tl.int64)
@@ -83,36 +95,36 @@ if HAS_TRITON:
         base_b = x0 + (off - w).to(tl.int64) * xstep
         lim_a = tl.where(cmask, T - off, 0)  # entering row exists while t < T - off (untouched: va = x[t])
         lo_b = tl.where(smooth, w - off, T)  # leaving row exists once t >= w - off
-        inv_w = 1.0 / tl.maximum(w, 1).to(ACC)
+        inv_w = 1.0 / _acc(tl.maximum(w, 1), IS_F64)
         rows = tl.arange(0, BLOCK_T)[:, None]  # (BT, 1)
-        acc = tl.zeros([BLOCK_E], ACC)
+        acc = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)
 
         # the window of the first output already holds walking positions 0 .. off-1 (centred windows only)
         for r0 in range(0, max_off, BLOCK_T):
             r = r0 + rows
-            v = tl.load(x0 + r.to(tl.int64) * xstep, mask=(r < off) & (r < T) & smooth, other=0.0).to(ACC)
+            v = _acc(tl.load(x0 + r.to(tl.int64) * xstep, mask=(r < off) & (r < T) & smooth, other=0.0), IS_F64)
             if PRESCALE:
                 if ZERO_SOS:
                     v = v * inv_w
                 else:
                     if REVERSE:
-                        v = v * _inv_count(T - 1 - r, w, off, T, ACC)
+                        v = v * _inv_count(T - 1 - r, w, off, T, IS_F64)
                     else:
-                        v = v * _inv_count(r, w, off, T, ACC)
+                        v = v * _inv_count(r, w, off, T, IS_F64)
             acc += tl.sum(v, axis=0)
 
         for t0 in range(0, T, BLOCK_T):
             t = t0 + rows  # (BT, 1) walking order
             step = t.to(tl.int64) * xstep
-            va = tl.load(base_a + step, mask=t < lim_a, other=0.0).to(ACC)
-            vb = tl.load(base_b + step, mask=(t >= lo_b) & (t < T), other=0.0).to(ACC)
+            va = _acc(tl.load(base_a + step, mask=t < lim_a, other=0.0), IS_F64)
+            vb = _acc(tl.load(base_b + step, mask=(t >= lo_b) & (t < T), other=0.0), IS_F64)
             if PRESCALE:  # backward: the values are g / count of the forward output they came from
                 if ZERO_SOS:
                     va, vb = va * inv_w, vb * inv_w
                 else:
                     pa = T - 1 - (t + off)  # physical rows (PRESCALE is only used walking backwards)
-                    va = va * _inv_count(pa, w, off, T, ACC)
-                    vb = vb * _inv_count(pa + w, w, off, T, ACC)
+                    va = va * _inv_count(pa, w, off, T, IS_F64)
+                    vb = vb * _inv_count(pa + w, w, off, T, IS_F64)
             d = va - vb  # (BT, BE)
             s = tl.cumsum(d, axis=0) + acc[None, :]
             acc += tl.sum(d, axis=0)
@@ -120,50 +132,74 @@ if HAS_TRITON:
                 if ZERO_SOS:
                     s = s * inv_w
                 else:
-                    s = s * _inv_count(t, w, off, T, ACC)
+                    s = s * _inv_count(t, w, off, T, IS_F64)
             y = tl.where(smooth, s, va)  # untouched columns: va is x at row t (off = 0; scale 1)
             tl.store(coly + t.to(tl.int64) * ystep, y.to(y_ptr.dtype.element_ty), mask=(t < T) & cmask)
 
 
+def tiles(T: int) -> tuple[int, int, int]:
+    """(BLOCK_T, BLOCK_E, num_warps) for sequences of length T: BLOCK_T never exceeds T rounded up to a power of 2."""
+    return min(BLOCK_T, triton.next_power_of_2(max(T, 16))), BLOCK_E, NUM_WARPS
+
+
 def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
-            backward: bool) -> torch.Tensor:
+            backward: bool, wrap=lambda kernel: kernel) -> torch.Tensor:
     if not HAS_TRITON:
         raise RuntimeError("the fused wavelet kernel needs Triton; use impl: prefix")
     B, T, E = x.shape
     y = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
     if y.numel() == 0:
         return y
-    acc = tl.float64 if x.dtype == torch.float64 else tl.float32
-    grid = (B, triton.cdiv(E, BLOCK_E))
-    _box_kernel[grid](x, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
-                      REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
-                      ACC=acc, BLOCK_T=BLOCK_T, BLOCK_E=BLOCK_E, num_warps=NUM_WARPS)
+    bt, be, warps = tiles(T)
+    wrap(_box_kernel)[(B, triton.cdiv(E, be))](
+        x, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
+        REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
+        IS_F64=x.dtype == torch.float64, BLOCK_T=bt, BLOCK_E=be, num_warps=warps)
     return y
 
 
-@torch.library.custom_op("lra_wavelet::box_mean", mutates_args=())
-def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool) -> torch.Tensor:
-    """y (B, T, E): coordinate e is the mean of x over window [t+off[e]-win[e]+1, t+off[e]]; win[e] = 0 copies x.
+_DOC = """y (B, T, E): coordinate e is the mean of x over window [t+off[e]-win[e]+1, t+off[e]]; win[e] = 0 copies x.
 
-    win, off: int32 (E,) on x's device; max_off = max(off) (a Python int, so no device sync).
-    """
-    return _launch(x, win, off, max_off, zero_sos, backward=False)
+    win, off: int32 (E,) on x's device; max_off = max(off) (a Python int, so no device sync)."""
+
+# torch >= 2.6: a triton_op, which torch.compile sees into (it launches the kernel itself, with its own
+# light launcher, and CUDA graphs capture it); older torch: an opaque custom op with a fake.
+_triton_op = getattr(torch.library, "triton_op", None) if HAS_TRITON else None
+
+if _triton_op is not None:
+
+    @_triton_op("lra_wavelet::box_mean", mutates_args=())
+    def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                       zero_sos: bool) -> torch.Tensor:
+        return _launch(x, win, off, max_off, zero_sos, backward=False, wrap=torch.library.wrap_triton)
+
+    @_triton_op("lra_wavelet::box_mean_backward", mutates_args=())
+    def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                                zero_sos: bool) -> torch.Tensor:
+        return _launch(g, win, off, max_off, zero_sos, backward=True, wrap=torch.library.wrap_triton)
+
+else:
+
+    @torch.library.custom_op("lra_wavelet::box_mean", mutates_args=())
+    def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                       zero_sos: bool) -> torch.Tensor:
+        return _launch(x, win, off, max_off, zero_sos, backward=False)
+
+    @torch.library.custom_op("lra_wavelet::box_mean_backward", mutates_args=())
+    def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                                zero_sos: bool) -> torch.Tensor:
+        return _launch(g, win, off, max_off, zero_sos, backward=True)
+
+    @box_mean_fused.register_fake
+    def _(x, win, off, max_off, zero_sos):
+        return x.new_empty(x.shape)
+
+    @box_mean_fused_backward.register_fake
+    def _(g, win, off, max_off, zero_sos):
+        return g.new_empty(g.shape)
 
 
-@torch.library.custom_op("lra_wavelet::box_mean_backward", mutates_args=())
-def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
-                            zero_sos: bool) -> torch.Tensor:
-    return _launch(g, win, off, max_off, zero_sos, backward=True)
-
-
-@box_mean_fused.register_fake
-def _(x, win, off, max_off, zero_sos):
-    return x.new_empty(x.shape)
-
-
-@box_mean_fused_backward.register_fake
-def _(g, win, off, max_off, zero_sos):
-    return g.new_empty(g.shape)
+box_mean_fused.__doc__ = _DOC
 
 
 def _setup_context(ctx, inputs, output):
