@@ -41,7 +41,7 @@ except Exception:  # ImportError, or a broken install: the prefix-sum path is us
     HAS_TRITON = False
 
 # launch configuration (chosen by benchmarks/bench_wavelet.py on an H200; see results/benchmarks)
-BLOCK_T, BLOCK_E, NUM_WARPS = 32, 32, 4
+BLOCK_T, BLOCK_E, NUM_WARPS, T_AXIS = 32, 32, 4, 0
 # impl 'auto' under torch.compile: True runs this kernel inside the compiled graph, False the prefix-sum
 # formulation that the compiler fuses itself (whichever made the compiled training step faster there)
 COMPILED_KERNEL = False
@@ -63,6 +63,22 @@ if HAS_TRITON:
             return v.to(tl.float32)
 
     @triton.jit
+    def _per_col(v, T_AXIS: tl.constexpr):
+        """A per-coordinate vector (BLOCK_E,) as a 2-D tile operand; T_AXIS is the tile's sequence axis."""
+        if T_AXIS == 0:
+            return v[None, :]
+        else:
+            return v[:, None]
+
+    @triton.jit
+    def _per_row(v, T_AXIS: tl.constexpr):
+        """A per-position vector (BLOCK_T,) as a 2-D tile operand."""
+        if T_AXIS == 0:
+            return v[:, None]
+        else:
+            return v[None, :]
+
+    @triton.jit
     def _inv_count(p, w, off, T, IS_F64: tl.constexpr):
         """1 / (positions the forward window of physical output row p holds inside [0, T)); 'available' rule."""
         cnt = tl.minimum(p + off, T - 1) - tl.maximum(p + off - w + 1, 0) + 1
@@ -72,17 +88,20 @@ if HAS_TRITON:
     def _box_kernel(x_ptr, y_ptr, win_ptr, off_ptr, T, E, max_off,
                     sxb, sxt, sxe, syb, syt, sye,
                     REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
-                    ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
+                    ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr,
+                    T_AXIS: tl.constexpr):
+        # Tiles are (BLOCK_T, BLOCK_E) with T_AXIS = 0, (BLOCK_E, BLOCK_T) with T_AXIS = 1 (the scan runs along
+        # the tile's last axis, the layout Triton's scan handles best; memory stays coalesced along E).
         # Per-column quantities are computed once; inside the loop every element costs one pointer add
         # per stream, one compare per mask, the scan, and (for 'available') a few integer ops.
         b = tl.program_id(0).to(tl.int64)
         cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)  # (BE,)
-        cmask = cols[None, :] < E
-        w = tl.load(win_ptr + cols, mask=cols < E, other=0)[None, :]  # (1, BE) int32, 0 = untouched
-        off = tl.load(off_ptr + cols, mask=cols < E, other=0)[None, :]  # (1, BE); 0 on untouched columns
+        cmask = _per_col(cols < E, T_AXIS)
+        w = _per_col(tl.load(win_ptr + cols, mask=cols < E, other=0), T_AXIS)  # int32, 0 = untouched
+        off = _per_col(tl.load(off_ptr + cols, mask=cols < E, other=0), T_AXIS)  # 0 on untouched columns
         smooth = w > 0
-        colx = x_ptr + b * sxb + cols[None, :].to(tl.int64) * sxe
-        coly = y_ptr + b * syb + cols[None, :].to(tl.int64) * sye
+        colx = x_ptr + b * sxb + _per_col(cols.to(tl.int64) * sxe, T_AXIS)
+        coly = y_ptr + b * syb + _per_col(cols.to(tl.int64) * sye, T_AXIS)
         # walking position t enters physical row t+off and leaves row t+off-w (mirrored: T-1-...)
         if REVERSE:
             xstep, ystep = -sxt, -syt
@@ -96,7 +115,7 @@ if HAS_TRITON:
         lim_a = tl.where(cmask, T - off, 0)  # entering row exists while t < T - off (untouched: va = x[t])
         lo_b = tl.where(smooth, w - off, T)  # leaving row exists once t >= w - off
         inv_w = 1.0 / _acc(tl.maximum(w, 1), IS_F64)
-        rows = tl.arange(0, BLOCK_T)[:, None]  # (BT, 1)
+        rows = _per_row(tl.arange(0, BLOCK_T), T_AXIS)
         acc = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)
 
         # the window of the first output already holds walking positions 0 .. off-1 (centred windows only)
@@ -111,7 +130,7 @@ if HAS_TRITON:
                         v = v * _inv_count(T - 1 - r, w, off, T, IS_F64)
                     else:
                         v = v * _inv_count(r, w, off, T, IS_F64)
-            acc += tl.sum(v, axis=0)
+            acc += tl.sum(v, axis=T_AXIS)
 
         for t0 in range(0, T, BLOCK_T):
             t = t0 + rows  # (BT, 1) walking order
@@ -125,9 +144,9 @@ if HAS_TRITON:
                     pa = T - 1 - (t + off)  # physical rows (PRESCALE is only used walking backwards)
                     va = va * _inv_count(pa, w, off, T, IS_F64)
                     vb = vb * _inv_count(pa + w, w, off, T, IS_F64)
-            d = va - vb  # (BT, BE)
-            s = tl.cumsum(d, axis=0) + acc[None, :]
-            acc += tl.sum(d, axis=0)
+            d = va - vb
+            s = tl.cumsum(d, axis=T_AXIS) + _per_col(acc, T_AXIS)
+            acc += tl.sum(d, axis=T_AXIS)
             if POSTSCALE:  # forward, walking forwards: physical row = t
                 if ZERO_SOS:
                     s = s * inv_w
@@ -137,9 +156,9 @@ if HAS_TRITON:
             tl.store(coly + t.to(tl.int64) * ystep, y.to(y_ptr.dtype.element_ty), mask=(t < T) & cmask)
 
 
-def tiles(T: int) -> tuple[int, int, int]:
-    """(BLOCK_T, BLOCK_E, num_warps) for sequences of length T: BLOCK_T never exceeds T rounded up to a power of 2."""
-    return min(BLOCK_T, triton.next_power_of_2(max(T, 16))), BLOCK_E, NUM_WARPS
+def tiles(T: int) -> tuple[int, int, int, int]:
+    """(BLOCK_T, BLOCK_E, num_warps, T_AXIS) for length T: BLOCK_T never exceeds T rounded up to a power of 2."""
+    return min(BLOCK_T, triton.next_power_of_2(max(T, 16))), BLOCK_E, NUM_WARPS, T_AXIS
 
 
 def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
@@ -150,11 +169,11 @@ def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
     y = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
     if y.numel() == 0:
         return y
-    bt, be, warps = tiles(T)
+    bt, be, warps, t_axis = tiles(T)
     wrap(_box_kernel)[(B, triton.cdiv(E, be))](
         x, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
         REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
-        IS_F64=x.dtype == torch.float64, BLOCK_T=bt, BLOCK_E=be, num_warps=warps)
+        IS_F64=x.dtype == torch.float64, BLOCK_T=bt, BLOCK_E=be, T_AXIS=t_axis, num_warps=warps)
     return y
 
 
