@@ -41,10 +41,10 @@ except Exception:  # ImportError, or a broken install: the prefix-sum path is us
     HAS_TRITON = False
 
 # launch configuration (chosen by benchmarks/bench_wavelet.py on an H200; see results/benchmarks)
-BLOCK_T, BLOCK_E, NUM_WARPS, T_AXIS = 32, 32, 4, 0
+T_AXIS, BLOCK_T, BLOCK_E, NUM_WARPS, NUM_STAGES = 1, 64, 32, 4, 1
 # impl 'auto' under torch.compile: True runs this kernel inside the compiled graph, False the prefix-sum
 # formulation that the compiler fuses itself (whichever made the compiled training step faster there)
-COMPILED_KERNEL = False
+COMPILED_KERNEL = True
 
 
 def usable(x: torch.Tensor) -> bool:
@@ -156,9 +156,10 @@ if HAS_TRITON:
             tl.store(coly + t.to(tl.int64) * ystep, y.to(y_ptr.dtype.element_ty), mask=(t < T) & cmask)
 
 
-def tiles(T: int) -> tuple[int, int, int, int]:
-    """(BLOCK_T, BLOCK_E, num_warps, T_AXIS) for length T: BLOCK_T never exceeds T rounded up to a power of 2."""
-    return min(BLOCK_T, triton.next_power_of_2(max(T, 16))), BLOCK_E, NUM_WARPS, T_AXIS
+def tiles(T: int) -> dict:
+    """Launch parameters for length T (module settings; BLOCK_T never exceeds T rounded up to a power of 2)."""
+    return dict(T_AXIS=T_AXIS, BLOCK_T=min(BLOCK_T, triton.next_power_of_2(max(T, 16))), BLOCK_E=BLOCK_E,
+                num_warps=NUM_WARPS, num_stages=NUM_STAGES)
 
 
 def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
@@ -169,11 +170,11 @@ def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
     y = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
     if y.numel() == 0:
         return y
-    bt, be, warps, t_axis = tiles(T)
-    wrap(_box_kernel)[(B, triton.cdiv(E, be))](
+    launch = tiles(T)
+    wrap(_box_kernel)[(B, triton.cdiv(E, launch["BLOCK_E"]))](
         x, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
         REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
-        IS_F64=x.dtype == torch.float64, BLOCK_T=bt, BLOCK_E=be, T_AXIS=t_axis, num_warps=warps)
+        IS_F64=x.dtype == torch.float64, **launch)
     return y
 
 
