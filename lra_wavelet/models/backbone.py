@@ -62,13 +62,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, mask):
-        x, update = self.parts(x, mask)
-        return x + update
-
-    def parts(self, x, mask):
-        """The stream after the mixer's residual add, and the MLP's update to it (forward returns their sum)."""
         x = x + self.drop(self.mixer(self.ln1(x), mask))
-        return x, self.drop(self.mlp(self.ln2(x)))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 def sinusoid(n: int, d: int) -> torch.Tensor:
@@ -114,11 +109,9 @@ class SequenceModel(nn.Module):
     def make_mixer(self, layer: int) -> nn.Module:
         return Attention(self.cfg, self.causal)
 
-    def post_block(self, x: torch.Tensor, layer: int, update: torch.Tensor | None = None) -> torch.Tensor:
-        """The residual stream after block `layer` is x + update (layer -1: after the embedding, no update).
-
-        Subclasses that transform the stream get both terms, so that they can fuse the add into their op."""
-        return x if update is None else x + update
+    def post_block(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Applied to the residual stream after block `layer` (layer -1: after the embedding)."""
+        return x
 
     # -- the common path -------------------------------------------------------------------
     def make_head(self, task, cfg) -> nn.Module:
@@ -155,8 +148,7 @@ class SequenceModel(nn.Module):
             h = h + self.pos[: h.shape[1]]
         h = self.post_block(self.drop(h), -1)
         for i, block in enumerate(self.blocks):
-            h, update = block.parts(h, mask)
-            h = self.post_block(h, i, update)
+            h = self.post_block(block(h, mask), i)
         return self.ln_f(h), mask
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -100,14 +100,11 @@ class WaveletOp(nn.Module):
             return True
         return triton_ops.usable(x) and (triton_ops.COMPILED_KERNEL or not triton_ops.is_compiling())
 
-    def forward(self, x: torch.Tensor, update: torch.Tensor | None = None) -> torch.Tensor:
-        """The op applied to x + update (update None: to x); the fused kernel does the add as it loads."""
-        if self.use_fused(x):
-            return triton_ops.box_mean_triton(x, update, self.win_full, self.off_full, self.max_off, self.sos == "zero")
-        if update is not None:
-            x = x + update
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.idx.numel() == 0:
             return x
+        if self.use_fused(x):
+            return triton_ops.box_mean_triton(x, self.win_full, self.off_full, self.max_off, self.sos == "zero")
         if self.contiguous:  # (B, T, lo) | smoothed (B, T, n_mod) | (B, T, E - hi)
             return torch.cat([x[..., : self.lo], self.smooth(x[..., self.lo : self.hi]), x[..., self.hi :]], dim=-1)
         out = x.clone()
@@ -133,12 +130,12 @@ class WaveletGPT(GPT):
         else:
             self.wavelet = self.Op(cfg, task.seq_len)
 
-    def post_block(self, x, layer, update=None):
+    def post_block(self, x, layer):
         if layer < 0 and not self.cfg.transform_embedding:
             return x
         if self.per_layer:
-            return self.wavelets[layer + int(self.cfg.transform_embedding)](x, update)
-        return self.wavelet(x, update)
+            return self.wavelets[layer + int(self.cfg.transform_embedding)](x)
+        return self.wavelet(x)
 
 
 # ----------------------------------------------------------------------------- learnable

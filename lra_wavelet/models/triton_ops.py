@@ -79,29 +79,20 @@ if HAS_TRITON:
             return v[None, :]
 
     @triton.jit
-    def _load(x_ptr, d_ptr, offs, mask, HAS_D: tl.constexpr, IS_F64: tl.constexpr):
-        """x (+ d) at element offsets offs, 0 where masked, in the accumulation type."""
-        v = _acc(tl.load(x_ptr + offs, mask=mask, other=0.0), IS_F64)
-        if HAS_D:
-            v += _acc(tl.load(d_ptr + offs, mask=mask, other=0.0), IS_F64)
-        return v
-
-    @triton.jit
     def _inv_count(p, w, off, T, IS_F64: tl.constexpr):
         """1 / (positions the forward window of physical output row p holds inside [0, T)); 'available' rule."""
         cnt = tl.minimum(p + off, T - 1) - tl.maximum(p + off - w + 1, 0) + 1
         return 1.0 / _acc(tl.maximum(cnt, 1), IS_F64)  # rows outside [0, T) are masked anyway; never divide by zero
 
     @triton.jit
-    def _box_kernel(x_ptr, d_ptr, y_ptr, win_ptr, off_ptr, T, E, max_off,
+    def _box_kernel(x_ptr, y_ptr, win_ptr, off_ptr, T, E, max_off,
                     sxb, sxt, sxe, syb, syt, sye,
-                    HAS_D: tl.constexpr, REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
+                    REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
                     ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr,
                     T_AXIS: tl.constexpr):
-        # The input is x, or x + d with HAS_D (d has x's strides): the residual add fused into the op.
         # Tiles are (BLOCK_T, BLOCK_E) with T_AXIS = 0, (BLOCK_E, BLOCK_T) with T_AXIS = 1 (the scan runs along
         # the tile's last axis, the layout Triton's scan handles best; memory stays coalesced along E).
-        # Per-column quantities are computed once; inside the loop every element costs one offset add
+        # Per-column quantities are computed once; inside the loop every element costs one pointer add
         # per stream, one compare per mask, the scan, and (for 'available') a few integer ops.
         b = tl.program_id(0).to(tl.int64)
         cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)  # (BE,)
@@ -109,7 +100,7 @@ if HAS_TRITON:
         w = _per_col(tl.load(win_ptr + cols, mask=cols < E, other=0), T_AXIS)  # int32, 0 = untouched
         off = _per_col(tl.load(off_ptr + cols, mask=cols < E, other=0), T_AXIS)  # 0 on untouched columns
         smooth = w > 0
-        colx = b * sxb + _per_col(cols.to(tl.int64) * sxe, T_AXIS)  # element offsets into x (and d)
+        colx = x_ptr + b * sxb + _per_col(cols.to(tl.int64) * sxe, T_AXIS)
         coly = y_ptr + b * syb + _per_col(cols.to(tl.int64) * sye, T_AXIS)
         # walking position t enters physical row t+off and leaves row t+off-w (mirrored: T-1-...)
         if REVERSE:
@@ -130,7 +121,7 @@ if HAS_TRITON:
         # the window of the first output already holds walking positions 0 .. off-1 (centred windows only)
         for r0 in range(0, max_off, BLOCK_T):
             r = r0 + rows
-            v = _load(x_ptr, d_ptr, x0 + r.to(tl.int64) * xstep, (r < off) & (r < T) & smooth, HAS_D, IS_F64)
+            v = _acc(tl.load(x0 + r.to(tl.int64) * xstep, mask=(r < off) & (r < T) & smooth, other=0.0), IS_F64)
             if PRESCALE:
                 if ZERO_SOS:
                     v = v * inv_w
@@ -142,10 +133,10 @@ if HAS_TRITON:
             acc += tl.sum(v, axis=T_AXIS)
 
         for t0 in range(0, T, BLOCK_T):
-            t = t0 + rows  # walking order
+            t = t0 + rows  # (BT, 1) walking order
             step = t.to(tl.int64) * xstep
-            va = _load(x_ptr, d_ptr, base_a + step, t < lim_a, HAS_D, IS_F64)
-            vb = _load(x_ptr, d_ptr, base_b + step, (t >= lo_b) & (t < T), HAS_D, IS_F64)
+            va = _acc(tl.load(base_a + step, mask=t < lim_a, other=0.0), IS_F64)
+            vb = _acc(tl.load(base_b + step, mask=(t >= lo_b) & (t < T), other=0.0), IS_F64)
             if PRESCALE:  # backward: the values are g / count of the forward output they came from
                 if ZERO_SOS:
                     va, vb = va * inv_w, vb * inv_w
@@ -171,32 +162,24 @@ def tiles(T: int) -> dict:
                 num_warps=NUM_WARPS, num_stages=NUM_STAGES)
 
 
-def _launch(x: torch.Tensor, d: torch.Tensor | None, win: torch.Tensor, off: torch.Tensor, max_off: int,
-            zero_sos: bool, backward: bool, wrap=lambda kernel: kernel) -> torch.Tensor:
+def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
+            backward: bool, wrap=lambda kernel: kernel) -> torch.Tensor:
     if not HAS_TRITON:
         raise RuntimeError("the fused wavelet kernel needs Triton; use impl: prefix")
     B, T, E = x.shape
-    dtype = x.dtype
-    if d is not None:
-        if d.shape != x.shape:
-            raise ValueError(f"box_mean: the residual update has shape {tuple(d.shape)}, expected {tuple(x.shape)}")
-        dtype = torch.promote_types(x.dtype, d.dtype)
-        if d.stride() != x.stride():  # the kernel walks both with one set of strides
-            x, d = x.contiguous(), d.contiguous()
-    y = torch.empty((B, T, E), device=x.device, dtype=dtype)
+    y = torch.empty((B, T, E), device=x.device, dtype=x.dtype)
     if y.numel() == 0:
         return y
     launch = tiles(T)
     wrap(_box_kernel)[(B, triton.cdiv(E, launch["BLOCK_E"]))](
-        x, x if d is None else d, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
-        HAS_D=d is not None, REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
-        IS_F64=dtype == torch.float64, **launch)
+        x, y, win, off, T, E, max_off, *x.stride(), *y.stride(),
+        REVERSE=backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
+        IS_F64=x.dtype == torch.float64, **launch)
     return y
 
 
-_DOC = """y (B, T, E) = the op applied to x + d (d None: to x); y has the promoted dtype of x and d.
+_DOC = """y (B, T, E): coordinate e is the mean of x over window [t+off[e]-win[e]+1, t+off[e]]; win[e] = 0 copies x.
 
-    Coordinate e of y is the mean over window [t+off[e]-win[e]+1, t+off[e]]; win[e] = 0 copies it.
     win, off: int32 (E,) on x's device; max_off = max(off) (a Python int, so no device sync)."""
 
 # torch >= 2.6: a triton_op, which torch.compile sees into (it launches the kernel itself, with its own
@@ -206,30 +189,30 @@ _triton_op = getattr(torch.library, "triton_op", None) if HAS_TRITON else None
 if _triton_op is not None:
 
     @_triton_op("lra_wavelet::box_mean", mutates_args=())
-    def box_mean_fused(x: torch.Tensor, d: torch.Tensor | None, win: torch.Tensor, off: torch.Tensor,
-                       max_off: int, zero_sos: bool) -> torch.Tensor:
-        return _launch(x, d, win, off, max_off, zero_sos, backward=False, wrap=torch.library.wrap_triton)
+    def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                       zero_sos: bool) -> torch.Tensor:
+        return _launch(x, win, off, max_off, zero_sos, backward=False, wrap=torch.library.wrap_triton)
 
     @_triton_op("lra_wavelet::box_mean_backward", mutates_args=())
     def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
                                 zero_sos: bool) -> torch.Tensor:
-        return _launch(g, None, win, off, max_off, zero_sos, backward=True, wrap=torch.library.wrap_triton)
+        return _launch(g, win, off, max_off, zero_sos, backward=True, wrap=torch.library.wrap_triton)
 
 else:
 
     @torch.library.custom_op("lra_wavelet::box_mean", mutates_args=())
-    def box_mean_fused(x: torch.Tensor, d: torch.Tensor | None, win: torch.Tensor, off: torch.Tensor,
-                       max_off: int, zero_sos: bool) -> torch.Tensor:
-        return _launch(x, d, win, off, max_off, zero_sos, backward=False)
+    def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
+                       zero_sos: bool) -> torch.Tensor:
+        return _launch(x, win, off, max_off, zero_sos, backward=False)
 
     @torch.library.custom_op("lra_wavelet::box_mean_backward", mutates_args=())
     def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
                                 zero_sos: bool) -> torch.Tensor:
-        return _launch(g, None, win, off, max_off, zero_sos, backward=True)
+        return _launch(g, win, off, max_off, zero_sos, backward=True)
 
     @box_mean_fused.register_fake
-    def _(x, d, win, off, max_off, zero_sos):
-        return x.new_empty(x.shape, dtype=x.dtype if d is None else torch.promote_types(x.dtype, d.dtype))
+    def _(x, win, off, max_off, zero_sos):
+        return x.new_empty(x.shape)
 
     @box_mean_fused_backward.register_fake
     def _(g, win, off, max_off, zero_sos):
@@ -239,22 +222,15 @@ else:
 box_mean_fused.__doc__ = _DOC
 
 
-def _grads(g: torch.Tensor, x_dtype, d_dtype, win, off, max_off: int, zero_sos: bool, kernel):
-    """Gradients for (x, d): both are the adjoint op applied to g (the add's two inputs get the same)."""
-    gx = kernel(g, win, off, max_off, zero_sos)
-    return gx.to(x_dtype), (None if d_dtype is None else gx.to(d_dtype))
-
-
 def _setup_context(ctx, inputs, output):
-    x, d, win, off, max_off, zero_sos = inputs
+    _, win, off, max_off, zero_sos = inputs
     ctx.save_for_backward(win, off)
-    ctx.meta = (x.dtype, None if d is None else d.dtype, max_off, zero_sos)
+    ctx.max_off, ctx.zero_sos = max_off, zero_sos
 
 
 def _backward(ctx, g):
     win, off = ctx.saved_tensors
-    x_dtype, d_dtype, max_off, zero_sos = ctx.meta
-    return *_grads(g, x_dtype, d_dtype, win, off, max_off, zero_sos, box_mean_fused_backward), None, None, None, None
+    return box_mean_fused_backward(g, win, off, ctx.max_off, ctx.zero_sos), None, None, None, None
 
 
 box_mean_fused.register_autograd(_backward, setup_context=_setup_context)
@@ -264,25 +240,22 @@ class _BoxMean(torch.autograd.Function):
     """Eager-mode twin of box_mean_fused (same kernels, lighter dispatch)."""
 
     @staticmethod
-    def forward(ctx, x, d, win, off, max_off, zero_sos):
+    def forward(ctx, x, win, off, max_off, zero_sos):
         ctx.save_for_backward(win, off)
-        ctx.meta = (x.dtype, None if d is None else d.dtype, max_off, zero_sos)
-        return _launch(x, d, win, off, max_off, zero_sos, backward=False)
+        ctx.max_off, ctx.zero_sos = max_off, zero_sos
+        return _launch(x, win, off, max_off, zero_sos, backward=False)
 
     @staticmethod
     def backward(ctx, g):
         win, off = ctx.saved_tensors
-        x_dtype, d_dtype, max_off, zero_sos = ctx.meta
-        backward = lambda *a: _launch(a[0], None, *a[1:], backward=True)  # noqa: E731
-        return *_grads(g, x_dtype, d_dtype, win, off, max_off, zero_sos, backward), None, None, None, None
+        return _launch(g, win, off, ctx.max_off, ctx.zero_sos, backward=True), None, None, None, None
 
 
 is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
-def box_mean_triton(x: torch.Tensor, d: torch.Tensor | None, win: torch.Tensor, off: torch.Tensor, max_off: int,
-                    zero_sos: bool) -> torch.Tensor:
-    """The fused op on x + d (d None: on x): the custom op while torch.compile traces, the autograd.Function otherwise."""
+def box_mean_triton(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool) -> torch.Tensor:
+    """The fused op: the custom op while torch.compile traces, the autograd.Function otherwise."""
     if is_compiling():
-        return box_mean_fused(x, d, win, off, max_off, zero_sos)
-    return _BoxMean.apply(x, d, win, off, max_off, zero_sos)
+        return box_mean_fused(x, win, off, max_off, zero_sos)
+    return _BoxMean.apply(x, win, off, max_off, zero_sos)
