@@ -98,7 +98,13 @@ class WaveletOp(nn.Module):
             return False
         if self.impl == "triton":
             return True
-        return triton_ops.usable(x) and (triton_ops.COMPILED_KERNEL or not triton_ops.is_compiling())
+        if not triton_ops.usable(x):
+            return False
+        if not triton_ops.is_compiling():
+            return True
+        # under torch.compile: the kernel for static shapes (what was measured); a graph traced with a symbolic
+        # length (batches trimmed to varying lengths) keeps the prefix-sum form, which needs no launch constants
+        return triton_ops.COMPILED_KERNEL and all(isinstance(n, int) for n in x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.idx.numel() == 0:
