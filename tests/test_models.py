@@ -326,3 +326,17 @@ def test_fused_kernel_matches_prefix_sums_forward_and_backward(causal, sos, coor
         (y3 * g.to(dtype)).sum().backward()
         torch.testing.assert_close(y3, y1, rtol=0, atol=0)
         torch.testing.assert_close(x3.grad, x1.grad, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not (triton_ops.HAS_TRITON and torch.cuda.is_available()), reason="needs triton and CUDA")
+def test_fused_kernel_inside_torch_compile_matches_eager():
+    """impl auto under torch.compile runs the kernel in the compiled graph (static shapes): same values, same grads."""
+    op = WaveletOp(WaveletConfig(d_model=64), context=128).cuda()
+    x = torch.randn(2, 128, 64, device="cuda")
+    g = torch.randn_like(x)
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (op(xe) * g).sum().backward()
+    yc = torch.compile(op, fullgraph=True)(xc)
+    (yc * g).sum().backward()
+    torch.testing.assert_close(yc, op(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-6, atol=1e-6)
