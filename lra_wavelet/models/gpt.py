@@ -42,8 +42,8 @@ class WaveletConfig(ModelConfig):
     sos: Literal["available", "zero"] = "available"  # start of sequence: mean over what exists, or zero-pad
     transform_embedding: bool = False  # also transform the embedding output (before block 0)
     causal_op: bool = True  # False: centred windows (for encoders)
-    # Haar op: prefix sums, or the fused Triton kernel; auto = the kernel on CUDA when triton imports, except
-    # under torch.compile, where the compiler's own fusion of the prefix-sum form is faster (see WaveletOp)
+    # Haar op: prefix sums, or the fused Triton kernel; auto = the kernel on CUDA when triton imports (under
+    # torch.compile too, for static shapes), prefix sums elsewhere (see WaveletOp.use_fused)
     impl: Literal["auto", "prefix", "triton"] = "auto"
 
     def __post_init__(self):
