@@ -78,6 +78,9 @@ def _resolve(a, task=None, model=None, seed=None, grid_layer=None):
 # ----------------------------------------------------------------------------- commands
 
 
+INTERRUPTED = 130  # exit status of a run or sweep stopped by a signal (its checkpoint is saved)
+
+
 def cmd_run(a) -> int:
     from .train import train
 
@@ -92,7 +95,7 @@ def cmd_run(a) -> int:
                   file=sys.stderr)
     out = train(cfg, resume=a.resume, force=a.force, progress=not a.no_progress)
     _summary(out)
-    return 0 if out.status in ("ok", "partial") else 1
+    return {"ok": 0, "partial": INTERRUPTED}.get(out.status, 1)
 
 
 def _summary(out) -> None:
@@ -197,6 +200,9 @@ def cmd_sweep(a) -> int:
             failed += 1
             continue
         _summary(out)
+        if out.status == "partial":  # interrupted (SIGTERM / Ctrl-C): stop the grid; --resume-able
+            print(f"sweep: interrupted in cell {done + failed + 1}/{len(cells)}; {done} cells done, {failed} failed")
+            return INTERRUPTED
         done += 1
     print(f"sweep: {done} cells done, {failed} failed")
     return 0 if not failed else 1

@@ -78,7 +78,7 @@ class TrainConfig:
     eps: float = 1e-9
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     eval_every: int = 100  # steps between validation passes
-    eval_batches: int = 0  # batches per validation pass (0: the whole split)
+    eval_batches: int = 0  # batches per validation pass (0: the whole split); testing always uses the whole split
     test_on: Literal["final", "best"] = "final"  # which weights are tested: last step, or best val
     checkpoint_every: int = 200  # steps between resumable checkpoints (0: only at the end)
     log_every: int = 10

@@ -125,12 +125,14 @@ def run_paths(cfg: RunConfig) -> tuple[str, Path]:
 
 @torch.no_grad()
 def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, world: int = 1,
-             trim: bool = False) -> dict:
-    """Metrics on a split; ranks evaluate interleaved batches and share their sums / predictions."""
+             trim: bool = False, max_batches: int | None = None) -> dict:
+    """Metrics on a split; ranks evaluate interleaved batches and share their sums / predictions.
+    max_batches: None = train.eval_batches (validation passes), 0 = the whole split (testing)."""
     model.eval()
     loss_sum, count, preds, labels = 0.0, 0, [], []
     bs = cfg.train.batch_size
-    for i, batch in enumerate(split.eval_batches(bs, cfg.train.eval_batches)):
+    limit = cfg.train.eval_batches if max_batches is None else max_batches
+    for i, batch in enumerate(split.eval_batches(bs, limit)):
         if i % world != rank:
             continue
         b = to_device(trim_padding(batch, task.pad_id) if trim else batch, device)
@@ -343,7 +345,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
     if status == "ok":
         if t.test_on == "best" and best is not None and (run_dir / "best.pt").is_file():
             model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
-        metrics["test"] = evaluate(net, splits["test"], task, cfg, device, amp, rank, world, trim)
+        metrics["test"] = evaluate(net, splits["test"], task, cfg, device, amp, rank, world, trim, max_batches=0)
         metrics["test"]["tested_step"] = best["step"] if (t.test_on == "best" and best) else step
     if main:
         results.write_rows(result_path, rows_for(metrics, step, wall, status))

@@ -1,9 +1,12 @@
+import os
+import sys
+
 import pandas as pd
 import pytest
 
 from lra_wavelet.cli import main
 
-from conftest import TINY_LISTOPS, cli
+from conftest import REPO, TINY_LISTOPS, cli
 
 TINY = [a for s in TINY_LISTOPS for a in ("--set", s)]
 
@@ -92,3 +95,23 @@ def test_prepare_export_then_train_from_the_prepared_folder(tmp_path, capsys):
     assert (df.data_source == "generated").all()
     assert main(["run", "--task", "text8", "--model", "gpt", "--set", f"task.prepared={tmp_path / 'prep'}"]) == 2
     assert "holds task 'listops'" in capsys.readouterr().err
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path):
+    """A terminated run writes partial rows and a checkpoint, says so, and exits 130 (not 0) so scripts notice."""
+    import signal
+    import subprocess
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    sets = [a for kv in TINY_LISTOPS if not kv.startswith("train.max_steps") for a in ("--set", kv)]
+    proc = subprocess.Popen([sys.executable, "-m", "lra_wavelet", "run", "--task", "listops", "--model", "gpt",
+                             "--out", str(tmp_path), "--no-progress", "--set", "train.max_steps=100000", *sets],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("**/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "partial" in out and list(tmp_path.glob("**/checkpoint.pt"))
