@@ -84,11 +84,13 @@ def lr_lambda(t: config_mod.TrainConfig):
 
 
 def make_optimizer(model: torch.nn.Module, t: config_mod.TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; matrices decay, biases / norms / 1-d parameters do not."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    """AdamW; weight matrices decay; biases, norms, 1-d parameters and parameters marked
+    `no_weight_decay` (wavelet filters) do not."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decays = [p.dim() >= 2 and not getattr(p, "no_weight_decay", False) for p in params]
+    decay = [p for p, d in zip(params, decays) if d]
+    other = [p for p, d in zip(params, decays) if not d]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}]
-    params = decay + other
     fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)  # one kernel per step on GPU
     return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps, fused=fused or None)
 

@@ -114,3 +114,20 @@ def test_two_processes_with_gloo_match_one(tmp_path):
     acc = lambda d: d[(d.split == "test") & (d.metric == "accuracy")].value.item()
     loss = lambda d: d[(d.split == "test") & (d.metric == "loss")].value.item()
     assert acc(a) == acc(b) and loss(a) == pytest.approx(loss(b), rel=1e-4)
+
+
+@pytest.mark.parametrize("model,sets,marked", [("wavelet-learnable", (), "taps"),
+                                               ("wavspa", ("model.wavelet=ortho",), "angles")])
+def test_wavelet_filters_get_no_weight_decay(model, sets, marked):
+    """Weight decay applies to weight matrices only: learnable wavelet filters would be pulled off their init."""
+    from lra_wavelet.data import base  # noqa: F401  (registers tasks)
+    from lra_wavelet.registry import MODELS
+
+    cfg = C.resolve("listops", model, "quick", sets=("train.weight_decay=0.1",) + sets)
+    task = type("Task", (), dict(kind="classify", seq_len=64, vocab_size=20, n_classes=10, pad_id=0))()
+    net = MODELS.get(model)(task, cfg.model)
+    opt = T.make_optimizer(net, cfg.train)
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = [n for n, p in net.named_parameters() if n.endswith(marked)]
+    assert names and not any(id(dict(net.named_parameters())[n]) in decayed for n in names)
+    assert any(id(p) in decayed for n, p in net.named_parameters() if n.endswith("weight") and p.dim() == 2)

@@ -185,6 +185,7 @@ class LearnableOp(WaveletOp):
         for j in range(len(w)):
             taps[j, : int(w[j] // d[j])] = 1.0 / float(w[j])
         self.taps = nn.Parameter(taps)  # (n_mod, K)
+        self.taps.no_weight_decay = True  # a filter, not a weight matrix: decay would pull it off the Haar box
         # windows never decrease with j (ops.level_map), so each dilation is one contiguous run of coordinates
         assert bool((w[1:] >= w[:-1]).all()), "level map must be non-decreasing"
         self.groups = [(int(v), int((d < v).sum()), int((d <= v).sum())) for v in d.unique().tolist()]

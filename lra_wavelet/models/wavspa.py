@@ -86,6 +86,8 @@ class WaveletAttention(nn.Module):
         self.levels = cfg.levels
         self.attn = Attention(cfg, causal=False)  # shared by every level
         self.angles = nn.Parameter(torch.full((cfg.levels, cfg.d_model), math.pi / 4)) if cfg.wavelet == "ortho" else None
+        if self.angles is not None:
+            self.angles.no_weight_decay = True  # decay would pull the filter bank towards theta = 0, not Haar (pi/4)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:  # (B, L, E) -> (B, L, E)
         B, L, E = x.shape
