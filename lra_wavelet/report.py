@@ -51,7 +51,8 @@ def lra_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             if len(cell):
                 vals = cell.value.tolist()
                 sub = " †" if (cell.data_source == "substitute").any() else ""
-                row[col] = _fmt(vals) + sub
+                mixed = " ‡" if cell.seed.duplicated().any() else ""  # same seed twice: different configurations
+                row[col] = _fmt(vals) + sub + mixed
                 means[t] = float(np.mean(vals)) * 100
                 summary.append({"model": m, "task": t, "mean": means[t], "std": float(np.std(vals, ddof=1)) * 100
                                 if len(vals) > 1 else float("nan"), "n_seeds": len(vals),
@@ -105,7 +106,8 @@ def load_curves(paths) -> pd.DataFrame:
 def pretrain_table(curves: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """Per corpus: baseline final val NLL, WaveletGPT at the same step, steps-to-match, speed-ups."""
     val = curves[curves.split == "val"] if len(curves) else curves
-    lm_tasks = sorted(set(df[df.metric == "bits_per_token"].task) | set(val.task if len(val) else []))
+    lm_val = val[val.bits_per_token.notna()] if "bits_per_token" in val else val.iloc[:0]  # lm tasks only
+    lm_tasks = sorted(set(df[df.metric == "bits_per_token"].task) | set(lm_val.task))
     rows = []
     for task in lm_tasks:
         tv = val[val.task == task]
@@ -151,17 +153,31 @@ def ablation_table(df: pd.DataFrame, paths) -> pd.DataFrame:
             for f in p.rglob("config.yaml"):
                 c = yaml.safe_load(f.read_text())
                 cfgs[f.parent.name] = c
-    defaults = {"mod_frac": 0.5, "coords": "second_half", "level_map": "linear", "sos": "available",
-                "transform_embedding": False}
-    keep = df[df.model.str.startswith("wavelet") | (df.model == "gpt")]
+    from dataclasses import fields
+
+    from .config import ModelConfig
+    from .registry import MODELS
+
+    base = {f.name for f in fields(ModelConfig)}
+
+    def own_defaults(model: str) -> dict:
+        """The model's own switches (its Config fields beyond the shared ones) at their defaults."""
+        if model not in MODELS.names():
+            return {}
+        cfg = MODELS.get(model).Config()
+        return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in base}
+
+    keep = df[(df.model.str.startswith("wavelet") | (df.model == "gpt")) & (df.status == "ok")]
     keep = keep[((keep.split == "val") & (keep.metric == "loss") & keep.task.isin(set(df[df.metric == "bits_per_token"].task)))
                 | ((keep.split == "test") & (keep.metric == "accuracy"))]
     rows = []
     for (task, model, metric), g in keep.groupby(["task", "model", "metric"]):
         by_setting: dict = {}
+        defaults = own_defaults(model)
         for r in g.itertuples():
             m = cfgs.get(r.run_id, {}).get("model", {})
-            diff = ", ".join(f"{k}={m[k]}" for k in defaults if k in m and m[k] != defaults[k]) or "defaults"
+            same = lambda k: m[k] == defaults[k] or (isinstance(defaults[k], tuple) and tuple(m[k]) == defaults[k])  # noqa: E731
+            diff = ", ".join(f"{k}={m[k]}" for k in defaults if k in m and not same(k)) or "defaults"
             by_setting.setdefault(diff, []).append(r.value)
         for setting, vals in by_setting.items():
             rows.append({"task": task, "model": model, "setting": setting, "metric": f"{metric}",
@@ -177,7 +193,8 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation")) -> d
         table, summary = lra_table(df)
         note = ("Test accuracy (%), mean ± std over seeds (n = seeds). '—' = not run; FAIL = diverged/failed. "
                 "Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. "
-                "† = substitute data (not comparable with published numbers).")
+                "† = substitute data (not comparable with published numbers). ‡ = the cell pools runs of "
+                "different configurations (a seed occurs more than once): report one configuration per folder.")
         written["lra"] = _write(out / "lra_table", table, "LRA", note)
         summary.to_csv(out / "lra_summary.csv", index=False)
     if "pretrain" in tables:

@@ -73,3 +73,21 @@ def test_steps_to_match_on_synthetic_curves():
     # unsorted input and a candidate evaluated on a different grid
     r = steps_to_match(steps[::-1], base[::-1], [50, 150, 250, 350, 450], [2.9, 2.4, 2.0, 1.9, 1.85])
     assert r["steps_to_match"] == 250 and r["cand_loss_at_base_final"] == 1.9
+
+
+def test_report_flags_pooled_configurations_and_keeps_classification_out_of_the_pretraining_table():
+    import pandas as pd
+
+    from lra_wavelet import report
+
+    def row(model, seed, value, task="listops"):
+        return dict(task=task, model=model, split="test", metric="accuracy", value=value, status="ok",
+                    data_source="generated", seed=seed)
+
+    df = pd.DataFrame([row("gpt", 0, 0.3), row("gpt", 1, 0.4), row("wavelet", 0, 0.3), row("wavelet", 0, 0.5)])
+    table, _ = report.lra_table(df)
+    cells = dict(zip(table.Model, table.ListOps))
+    assert "‡" not in cells["gpt"] and cells["wavelet"].endswith("‡")
+    curves = pd.DataFrame([dict(run_id=f"r{m}", task="listops", model=m, seed=0, step=s, split="val", loss=1.0 / s,
+                                accuracy=0.2, wall_time_s=s) for m in ("gpt", "wavelet") for s in (1, 2)])
+    assert report.pretrain_table(curves, df).empty
