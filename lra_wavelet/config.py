@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -350,9 +351,18 @@ def check(cfg: RunConfig) -> None:
     for key in ("warmup_steps", "checkpoint_every", "eval_batches", "num_workers"):
         if getattr(t, key) < 0:
             raise UserError(f"train.{key} must be >= 0, got {getattr(t, key)}")
-    if t.lr <= 0:
-        raise UserError(f"train.lr must be positive, got {t.lr}")
+    if not 0 < t.lr < math.inf:
+        raise UserError(f"train.lr must be a positive finite number, got {t.lr}")
+    if not 0 < t.eps < math.inf:
+        raise UserError(f"train.eps must be a positive finite number, got {t.eps}")
+    if not all(0 <= b < 1 for b in t.betas):
+        raise UserError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
+    if not 0 <= t.grad_clip < math.inf or not 0 <= t.weight_decay < math.inf:
+        raise UserError("train.grad_clip and train.weight_decay must be finite and >= 0")
     m = cfg.model
+    for key in ("n_layers", "d_model", "n_heads", "d_ff"):
+        if getattr(m, key) <= 0:
+            raise UserError(f"model.{key} must be positive, got {getattr(m, key)}")
     if m.d_model % m.n_heads:
         raise UserError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
     for key in ("n_train", "n_val", "n_test"):

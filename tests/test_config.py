@@ -41,6 +41,11 @@ def test_merge_order(tmp_path, monkeypatch):
     (("model.mod_frac=2",), "mod_frac must be in \\[0, 1\\]"),
     (("noequals",), "expected key=value"),
     (("train.compile_mode=reduce_overhead",), "did you mean 'reduce-overhead'"),
+    (("model.n_heads=0",), "model.n_heads must be positive"),
+    (("model.n_layers=-1",), "model.n_layers must be positive"),
+    (("train.betas=[2, 3]",), "train.betas must lie in \\[0, 1\\)"),
+    (("train.eps=nan",), "train.eps must be a positive finite number"),
+    (("train.lr=.inf",), "train.lr must be a positive finite number"),
 ])
 def test_bad_keys_and_types_are_one_line_errors(sets, match):
     model = "wavelet"
