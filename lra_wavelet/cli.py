@@ -208,9 +208,17 @@ def cmd_sweep(a) -> int:
     return 0 if not failed else 1
 
 
+def _existing(paths) -> list:
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such file or folder (expected run folders or result files)")
+    return paths
+
+
 def cmd_report(a) -> int:
     from .report import write_reports
 
+    _existing(a.paths)
     write_reports(a.paths, Path(a.out), tables=a.table)
     return 0
 
@@ -218,6 +226,7 @@ def cmd_report(a) -> int:
 def cmd_plot(a) -> int:
     from .plot import write_plots
 
+    _existing(a.paths)
     for p in write_plots(a.paths, Path(a.out)):
         print(p)
     return 0

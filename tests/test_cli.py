@@ -67,6 +67,8 @@ def test_list_and_validate(capsys):
     (["run", "--task", "listops", "--model", "gpt", "--preset", "quik"], "did you mean 'quick'"),
     (["run", "--model", "gpt"], "no task given"),
     (["frobnicate"], "invalid choice"),
+    (["report", "/no/such/runs"], "/no/such/runs: no such file or folder"),
+    (["plot", "/no/such/runs"], "/no/such/runs: no such file or folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, match, capsys):
     assert main(args) == 2

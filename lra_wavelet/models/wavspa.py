@@ -116,4 +116,7 @@ class WavSpA(SequenceModel):
     pad_invariant = False  # the transform mixes over the whole (padded) length
 
     def make_mixer(self, layer: int) -> nn.Module:
+        top = math.ceil(math.log2(max(self.max_len, 2)))  # more levels would only pad the sequence further
+        if self.cfg.levels > top:
+            raise ValueError(f"levels must be <= {top} for sequences of length {self.max_len}, got {self.cfg.levels}")
         return WaveletAttention(self.cfg)
