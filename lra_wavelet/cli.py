@@ -168,7 +168,7 @@ def _source_hint(task, tcfg) -> str:
 
 
 def cmd_sweep(a) -> int:
-    from .train import train
+    from .train import record_failure, train
 
     grid, layer = {"tasks": a.tasks, "models": a.models, "seeds": a.seeds}, {}
     if a.grid:
@@ -185,7 +185,11 @@ def cmd_sweep(a) -> int:
     for k in ("tasks", "models"):
         if not grid.get(k):
             raise UserError(f"sweep: no {k} given (--{k} ... or a --grid YAML with '{k}:')")
+        if not isinstance(grid[k], list) or not all(isinstance(v, str) for v in grid[k]):
+            raise UserError(f"{a.grid or 'sweep'}: '{k}' must be a list of names, got {grid[k]!r}")
     seeds = grid.get("seeds") or [0]
+    if not isinstance(seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
+        raise UserError(f"{a.grid or 'sweep'}: 'seeds' must be a list of integers, got {seeds!r}")
     cells = [(t, m, s) for t in grid["tasks"] for m in grid["models"] for s in seeds]
     cfgs = [_resolve(a, task=t, model=m, seed=int(s), grid_layer=layer) for t, m, s in cells]  # check all first
     done = failed = 0
@@ -195,8 +199,8 @@ def cmd_sweep(a) -> int:
             out = train(cfg, resume=True, progress=not a.no_progress)
         except UserError:
             raise
-        except Exception as e:  # one broken cell must not stop the grid
-            print(f"  failed: {type(e).__name__}: {e}", file=sys.stderr)
+        except Exception as e:  # one broken cell must not stop the grid; it is recorded as failed
+            print(f"  failed: {type(e).__name__}: {e} (recorded in {record_failure(cfg, e)})", file=sys.stderr)
             failed += 1
             continue
         _summary(out)

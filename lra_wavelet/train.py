@@ -122,6 +122,17 @@ def run_paths(cfg: RunConfig) -> tuple[str, Path]:
     return run_id, Path(cfg.out) / cfg.task.name / cfg.model.name / run_id
 
 
+def record_failure(cfg: RunConfig, error: BaseException) -> Path:
+    """A run that raised: one row with status 'failed' (and the error in env.json), so reports show FAIL, not '—'."""
+    run_id, run_dir = run_paths(cfg)
+    row = dict(run_id=run_id, task=cfg.task.name, model=cfg.model.name, seed=cfg.seed, split="train",
+               metric="error", value=float("nan"), step=0, status="failed", config_hash=cfg.hash,
+               git_sha=results.git_sha(), schema_version=results.SCHEMA_VERSION)
+    results.write_rows(run_dir / "result.csv", [row])
+    results.write_json(run_dir / "error.json", {"run_id": run_id, "error": f"{type(error).__name__}: {error}"})
+    return run_dir
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 

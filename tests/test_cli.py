@@ -117,3 +117,24 @@ def test_sigterm_saves_a_checkpoint_and_exits_130(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "partial" in out and list(tmp_path.glob("**/checkpoint.pt"))
+
+
+def test_a_failing_sweep_cell_is_recorded_and_reported_as_fail(tmp_path, capsys, monkeypatch):
+    from lra_wavelet import train as T
+
+    real = T.train
+
+    def broken_for_wavelet(cfg, **kw):
+        if cfg.model.name == "wavelet":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(T, "train", broken_for_wavelet)
+    args = ["sweep", "--tasks", "listops", "--models", "gpt", "wavelet", "--device", "cpu", "--out", str(tmp_path),
+            "--no-progress", *TINY, "--set", "train.max_steps=2"]
+    assert main(args) == 1
+    assert "1 failed" in capsys.readouterr().out
+    df = pd.concat(pd.read_csv(p) for p in tmp_path.rglob("result.csv"))
+    assert set(df[df.model == "wavelet"].status) == {"failed"}
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    assert "| wavelet | FAIL |" in (tmp_path / "rep" / "lra_table.md").read_text()
