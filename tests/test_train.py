@@ -87,12 +87,28 @@ def test_schedules_warm_up_to_the_peak(schedule):
         assert f(99) < f(50) < 1.0
 
 
-def test_trimming_padding_is_exact():
+@pytest.mark.parametrize("model", ["transformer", "gpt", "wavelet"])
+def test_trimming_padding_is_exact(model):
+    """Trailing all-padding columns are cut (to a multiple of 128), and pad-invariant models give the same logits."""
     import numpy as np
+    import torch
+
+    from lra_wavelet.registry import MODELS
 
     x = np.zeros((2, 512), dtype=np.int64)
     x[0, :130], x[1, :5] = 3, 4
-    assert T.trim_padding({"x": x, "y": np.zeros(2)}, 0)["x"].shape == (2, 256)
+    x[0, 7] = 5
+    trimmed = T.trim_padding({"x": x, "y": np.zeros(2)}, 0)
+    assert trimmed["x"].shape == (2, 256)
+    task = type("Task", (), dict(kind="classify", seq_len=512, vocab_size=8, n_classes=3, pad_id=0))()
+    cls = MODELS.get(model)
+    assert cls.pad_invariant
+    torch.manual_seed(0)
+    net = cls(task, cls.Config(name=model, n_layers=2, d_model=16, n_heads=2, d_ff=32, dropout=0.0)).eval()
+    with torch.no_grad():
+        full = net({"x": torch.from_numpy(x)})
+        cut = net({"x": torch.from_numpy(trimmed["x"])})
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
 
 
 def test_two_processes_with_gloo_match_one(tmp_path):
