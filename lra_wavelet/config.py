@@ -321,7 +321,9 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
         merged = deep_merge(merged, _normalise(layer, source))
     merged.setdefault("task", {})["name"] = task
     merged.setdefault("model", {})["name"] = model
-    if "data_dir" not in (set_layer.get("task") or {}) and not merged["task"].get("data_dir") and os.environ.get("LRA_DATA"):
+    explicit = any("data_dir" in (_normalise(layer, source).get("task") or {})  # a --set or --config that names it
+                   for layer, source in ((set_layer, "--set"), (file_layer, str(config_file))))
+    if not explicit and not merged["task"].get("data_dir") and os.environ.get("LRA_DATA"):
         merged["task"]["data_dir"] = os.environ["LRA_DATA"]
 
     cfg = RunConfig(

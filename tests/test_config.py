@@ -79,3 +79,14 @@ def test_hash_ignores_where_results_go():
     c = C.resolve("listops", "gpt", sets=("seed=1",))
     d = C.resolve("listops", "gpt", sets=("train.compile_mode=reduce-overhead",))  # how fast, not what is computed
     assert a.hash == b.hash == d.hash != c.hash
+
+
+def test_lra_data_fills_data_dir_unless_a_config_sets_it(tmp_path, monkeypatch):
+    """$LRA_DATA is the default data root, but a saved config's data_dir (even null) repeats the run as it was."""
+    monkeypatch.setenv("LRA_DATA", str(tmp_path))
+    assert C.resolve("listops", "gpt").task.data_dir == str(tmp_path)
+    saved = C.resolve("listops", "gpt", sets=("task.data_dir=null",))
+    assert saved.task.data_dir is None
+    C.save(saved, tmp_path / "config.yaml")
+    again = C.resolve(config_file=str(tmp_path / "config.yaml"))
+    assert again.task.data_dir is None and again.hash == saved.hash
