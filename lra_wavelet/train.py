@@ -281,12 +281,11 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
                disable=None if (progress and main) else True, dynamic_ncols=True, file=sys.stderr)
     stop = {"signal": None}
     old_handler = signal.getsignal(signal.SIGTERM)
-    if main:
-        signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))  # every rank: torchrun signals them all
     model.train()
     run_loss, run_correct, run_n, tick, tick_tokens = 0.0, 0, 0, time.perf_counter(), 0
     try:
-        while step < t.max_steps and stop["signal"] is None:
+        while step < t.max_steps and (world > 1 or stop["signal"] is None):
             batch = train_split.train_batch(step, t.batch_size, cfg.seed)
             if trim:
                 batch = trim_padding(batch, task.pad_id)
@@ -294,7 +293,15 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
             with amp():
                 logits = net(batch)
             loss = loss_fn(logits, batch["y"])
-            if not torch.isfinite(loss).all():
+            finite = bool(torch.isfinite(loss).all())
+            if world > 1:  # ranks decide together (a rank leaving the loop alone would hang the others)
+                flags = torch.tensor([float(not finite), float(stop["signal"] is not None)], device=device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                finite = not flags[0].item()
+                if flags[1].item():
+                    stop["signal"] = stop["signal"] or signal.SIGTERM
+                    break
+            if not finite:
                 status = "diverged"
                 log(f"loss is {loss.item()} at step {step}: stopping (status=diverged)")
                 break
@@ -343,8 +350,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
         stop["signal"] = signal.SIGINT
     finally:
         bar.close()
-        if main:
-            signal.signal(signal.SIGTERM, old_handler)
+        signal.signal(signal.SIGTERM, old_handler)
 
     wall = time.perf_counter() - t0
     if stop["signal"] is not None:
