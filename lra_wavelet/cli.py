@@ -116,6 +116,8 @@ def cmd_validate(a) -> int:
 def cmd_prepare(a) -> int:
     TASKS, _ = _registries()
     cfg = _resolve(a, model=a.model or "gpt")
+    if a.export and Path(a.export).exists() and not Path(a.export).is_dir():  # before any data is made
+        raise UserError(f"--export {a.export}: exists and is not a folder")
     task = TASKS.get(cfg.task.name)(cfg.task)
     splits = task.splits()
     sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,6 +362,8 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
     if not 0 <= t.grad_clip < math.inf or not 0 <= t.weight_decay < math.inf:
         raise UserError("train.grad_clip and train.weight_decay must be finite and >= 0")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
     m = cfg.model
     for key in ("n_layers", "d_model", "n_heads", "d_ff"):
         if getattr(m, key) <= 0:

@@ -225,7 +225,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
         start, best, history_wall = ck["step"], ck["best"], ck["wall_time_s"]
         if main:
             log(f"resuming {run_dir} at step {start}")
-    elif resume and main:
+    elif resume and main and run_dir.exists():
         log(f"nothing to resume at {run_dir}; starting from step 0")
 
     env = results.environment(device)
@@ -332,7 +332,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
                 eta = (time.perf_counter() - t0) / 3 * t.max_steps
                 if eta > 600:
                     log(f"estimated training time on this CPU: {eta / 3600:.1f} h for {t.max_steps} steps "
-                        "(try --preset quick, or a GPU)")
+                        "(try a smaller preset such as quick, or a GPU)")
 
             if step % t.eval_every == 0 or step == t.max_steps:
                 last_val = evaluate(net, splits["val"], task, cfg, device, amp, rank, world, trim)

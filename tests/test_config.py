@@ -46,6 +46,7 @@ def test_merge_order(tmp_path, monkeypatch):
     (("train.betas=[2, 3]",), "train.betas must lie in \\[0, 1\\)"),
     (("train.eps=nan",), "train.eps must be a positive finite number"),
     (("train.lr=.inf",), "train.lr must be a positive finite number"),
+    (("device=tpu",), "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_keys_and_types_are_one_line_errors(sets, match):
     model = "wavelet"
