@@ -291,8 +291,12 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
         set_layer = deep_merge(set_layer, parse_set(item))
     set_layer = _normalise(deep_merge(set_layer, overrides or {}), "--set")
 
-    task = task or file_layer.get("task", {}).get("name") or set_layer.get("task", {}).get("name")
-    model = model or file_layer.get("model", {}).get("name") or set_layer.get("model", {}).get("name")
+    for section, given in (("task", task), ("model", model)):  # --set task.name=X must not be silently dropped
+        named = set_layer.get(section, {}).get("name")
+        if given and named and named != given:
+            raise UserError(f"--set {section}.name={named} contradicts --{section} {given}; give one of them")
+    task = task or set_layer.get("task", {}).get("name") or file_layer.get("task", {}).get("name")
+    model = model or set_layer.get("model", {}).get("name") or file_layer.get("model", {}).get("name")
     if not task:
         raise UserError("no task given: pass --task NAME (see `python -m lra_wavelet list tasks`)")
     if not model:

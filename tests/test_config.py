@@ -47,6 +47,7 @@ def test_merge_order(tmp_path, monkeypatch):
     (("train.eps=nan",), "train.eps must be a positive finite number"),
     (("train.lr=.inf",), "train.lr must be a positive finite number"),
     (("device=tpu",), "device must be auto, cpu, cuda or cuda:N"),
+    (("model=wavspa",), "--set model.name=wavspa contradicts --model wavelet"),
 ])
 def test_bad_keys_and_types_are_one_line_errors(sets, match):
     model = "wavelet"
