@@ -297,8 +297,9 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
             if world > 1:  # ranks decide together (a rank leaving the loop alone would hang the others)
                 flags = torch.tensor([float(not finite), float(stop["signal"] is not None)], device=device)
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-                finite = not flags[0].item()
-                if flags[1].item():
+                nonfinite, stopping = flags.tolist()  # one device-to-host copy
+                finite = not nonfinite
+                if stopping:
                     stop["signal"] = stop["signal"] or signal.SIGTERM
                     break
             if not finite:
