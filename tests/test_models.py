@@ -321,11 +321,17 @@ def test_fused_kernel_matches_prefix_sums_forward_and_backward(causal, sos, coor
         (y2 * g).sum().backward()
         assert (y1.double() - y2).norm() / y2.norm() < tol
         assert (x1.grad.double() - x2.grad).norm() / x2.grad.norm() < tol
-        x3 = x.clone().requires_grad_()  # the custom op that torch.compile sees: same values, same gradient
-        y3 = triton_ops.box_mean_fused(x3, fused_op.win_full, fused_op.off_full, fused_op.max_off, sos == "zero")
+        # the custom op that torch.compile sees (causal windows: the in-place kernel on the touched columns)
+        x3 = x.clone().requires_grad_()
+        y3 = triton_ops.box_mean_fused(x3, fused_op.win_full, fused_op.off_full, fused_op.max_off, sos == "zero",
+                                       fused_op.lo, fused_op.hi)
         (y3 * g.to(dtype)).sum().backward()
-        torch.testing.assert_close(y3, y1, rtol=0, atol=0)
-        torch.testing.assert_close(x3.grad, x1.grad, rtol=0, atol=0)
+        assert (y3.double() - y2).norm() / y2.norm() < tol
+        assert (x3.grad.double() - x2.grad).norm() / x2.grad.norm() < tol
+        untouched = fused_op.win_full.cpu() == 0  # copied exactly
+        torch.testing.assert_close(y3[..., untouched], x[..., untouched], rtol=0, atol=0)
+        torch.testing.assert_close(x3.grad[..., untouched], g.to(dtype)[..., untouched], rtol=0, atol=0)
+        assert torch.equal(x3.detach(), x)  # the input is not modified
 
 
 @pytest.mark.skipif(not (triton_ops.HAS_TRITON and torch.cuda.is_available()), reason="needs triton and CUDA")
@@ -338,5 +344,6 @@ def test_fused_kernel_inside_torch_compile_matches_eager():
     (op(xe) * g).sum().backward()
     yc = torch.compile(op, fullgraph=True)(xc)
     (yc * g).sum().backward()
-    torch.testing.assert_close(yc, op(x), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-6, atol=1e-6)
+    # causal windows run in place when compiled: another order of float32 sums than the eager kernel
+    torch.testing.assert_close(yc, op(x), rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-5, atol=2e-5)

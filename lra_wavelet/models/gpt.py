@@ -110,7 +110,8 @@ class WaveletOp(nn.Module):
         if self.idx.numel() == 0:
             return x
         if self.use_fused(x):
-            return triton_ops.box_mean_triton(x, self.win_full, self.off_full, self.max_off, self.sos == "zero")
+            return triton_ops.box_mean_triton(x, self.win_full, self.off_full, self.max_off, self.sos == "zero",
+                                              self.lo, self.hi)
         if self.contiguous:  # (B, T, lo) | smoothed (B, T, n_mod) | (B, T, E - hi)
             return torch.cat([x[..., : self.lo], self.smooth(x[..., self.lo : self.hi]), x[..., self.hi :]], dim=-1)
         out = x.clone()

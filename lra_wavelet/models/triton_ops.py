@@ -156,6 +156,64 @@ if HAS_TRITON:
             tl.store(coly + t.to(tl.int64) * ystep, y.to(y_ptr.dtype.element_ty), mask=(t < T) & cmask)
 
 
+    @triton.jit
+    def _lead_kernel(x_ptr, win_ptr, T, col0, col_end, sxb, sxt, sxe,
+                     REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
+                     ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
+        # In place, trailing (causal) windows only. Walking position u is physical row T-1-u (REVERSE: the
+        # forward) or u (the backward); either way output u sums walking rows [u, u+w-1] (a leading window),
+        # so a tile reads rows at or after its own and never one it has overwritten. Moving from u-1 to u
+        # adds row u+w-1 and drops row u-1; row u-1 is the tile's own row shifted by one, which the cumulative
+        # sums express without a shift (exclusive = inclusive - own) and, at the tile's first row, a carried copy
+        # of the previous tile's last row (`carry`, its value before the store). Untouched columns are not read.
+        b = tl.program_id(0).to(tl.int64)
+        cols = col0 + tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+        w = tl.load(win_ptr + cols, mask=cols < col_end, other=0)[:, None]  # (BE, 1); 0 = untouched
+        smooth = w > 0
+        if REVERSE:
+            xstep = -sxt
+            x0 = x_ptr + b * sxb + cols[:, None].to(tl.int64) * sxe + (T - 1) * sxt
+        else:
+            xstep = sxt
+            x0 = x_ptr + b * sxb + cols[:, None].to(tl.int64) * sxe
+        inv_w = 1.0 / _acc(tl.maximum(w, 1), IS_F64)
+        rows = tl.arange(0, BLOCK_T)[None, :]
+
+        # the window of walking position -1: rows 0 .. w-2
+        acc = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)
+        for r0 in range(0, tl.max(w) - 1, BLOCK_T):
+            r = r0 + rows
+            v = _acc(tl.load(x0 + r.to(tl.int64) * xstep, mask=(r < w - 1) & (r < T), other=0.0), IS_F64)
+            if PRESCALE:  # the backward walks forwards: physical row = r
+                v = v * _scale_causal(r, w, inv_w, ZERO_SOS, IS_F64)
+            acc += tl.sum(v, axis=1)
+
+        carry = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)  # row u0-1 as it was before the store
+        for u0 in range(0, T, BLOCK_T):
+            u = u0 + rows
+            ua = u + w - 1
+            va = _acc(tl.load(x0 + ua.to(tl.int64) * xstep, mask=smooth & (ua < T), other=0.0), IS_F64)
+            own = _acc(tl.load(x0 + u.to(tl.int64) * xstep, mask=smooth & (u < T), other=0.0), IS_F64)
+            if PRESCALE:
+                va = va * _scale_causal(ua, w, inv_w, ZERO_SOS, IS_F64)
+                own = own * _scale_causal(u, w, inv_w, ZERO_SOS, IS_F64)
+            s = tl.cumsum(va - own, axis=1) + own + (acc - carry)[:, None]
+            last = tl.sum(tl.where(rows == BLOCK_T - 1, own, 0.0), axis=1)
+            acc += tl.sum(va - own, axis=1) + last - carry
+            carry = last
+            if POSTSCALE:  # the forward walks backwards: physical row = T-1-u
+                s = s * _scale_causal(T - 1 - u, w, inv_w, ZERO_SOS, IS_F64)
+            tl.store(x0 + u.to(tl.int64) * xstep, s.to(x_ptr.dtype.element_ty), mask=smooth & (u < T))
+
+    @triton.jit
+    def _scale_causal(p, w, inv_w, ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr):
+        """1 / (the divisor of causal output row p): w ('zero'), or the rows of [p-w+1, p] inside the sequence."""
+        if ZERO_SOS:
+            return inv_w
+        else:
+            return 1.0 / _acc(tl.maximum(tl.minimum(p + 1, w), 1), IS_F64)
+
+
 def tiles(T: int) -> dict:
     """Launch parameters for length T (module settings; BLOCK_T never exceeds T rounded up to a power of 2)."""
     return dict(T_AXIS=T_AXIS, BLOCK_T=min(BLOCK_T, triton.next_power_of_2(max(T, 16))), BLOCK_E=BLOCK_E,
@@ -178,9 +236,25 @@ def _launch(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
     return y
 
 
+def _launch_inplace(y: torch.Tensor, win: torch.Tensor, lo: int, hi: int, zero_sos: bool, backward: bool,
+                    wrap=lambda kernel: kernel) -> torch.Tensor:
+    """The causal op in place on y's columns [lo, hi) (columns with win = 0 in that range are left alone)."""
+    B, T, E = y.shape
+    if y.numel() == 0 or hi <= lo:
+        return y
+    launch = tiles(T)
+    launch.pop("T_AXIS")
+    wrap(_lead_kernel)[(B, triton.cdiv(hi - lo, launch["BLOCK_E"]))](
+        y, win, T, lo, hi, *y.stride(),
+        REVERSE=not backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
+        IS_F64=y.dtype == torch.float64, **launch)
+    return y
+
+
 _DOC = """y (B, T, E): coordinate e is the mean of x over window [t+off[e]-win[e]+1, t+off[e]]; win[e] = 0 copies x.
 
-    win, off: int32 (E,) on x's device; max_off = max(off) (a Python int, so no device sync)."""
+    win, off: int32 (E,) on x's device; max_off = max(off) (a Python int, so no device sync); the columns with
+    win > 0 lie in [lo, hi)."""
 
 # torch >= 2.6: a triton_op, which torch.compile sees into (it launches the kernel itself, with its own
 # light launcher, and CUDA graphs capture it); older torch: an opaque custom op with a fake.
@@ -188,34 +262,43 @@ _triton_op = getattr(torch.library, "triton_op", None) if HAS_TRITON else None
 
 if _triton_op is not None:
 
+    def _traced(x, win, off, max_off, zero_sos, lo, hi, backward):
+        # Causal windows (max_off = 0): a copy, then the kernel in place on the touched columns. The compiler
+        # sees both: it writes the copy from the kernel that produced x (the residual add, or the gradients'
+        # sum), so the op itself reads and writes only the touched columns: half the bytes at mod_frac 0.5.
+        # Centred windows read both sides of a row and cannot run in place: the out-of-place kernel.
+        if max_off == 0:
+            return _launch_inplace(x.clone(), win, lo, hi, zero_sos, backward, wrap=torch.library.wrap_triton)
+        return _launch(x, win, off, max_off, zero_sos, backward, wrap=torch.library.wrap_triton)
+
     @_triton_op("lra_wavelet::box_mean", mutates_args=())
     def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
-                       zero_sos: bool) -> torch.Tensor:
-        return _launch(x, win, off, max_off, zero_sos, backward=False, wrap=torch.library.wrap_triton)
+                       zero_sos: bool, lo: int, hi: int) -> torch.Tensor:
+        return _traced(x, win, off, max_off, zero_sos, lo, hi, backward=False)
 
     @_triton_op("lra_wavelet::box_mean_backward", mutates_args=())
     def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
-                                zero_sos: bool) -> torch.Tensor:
-        return _launch(g, win, off, max_off, zero_sos, backward=True, wrap=torch.library.wrap_triton)
+                                zero_sos: bool, lo: int, hi: int) -> torch.Tensor:
+        return _traced(g, win, off, max_off, zero_sos, lo, hi, backward=True)
 
 else:
 
     @torch.library.custom_op("lra_wavelet::box_mean", mutates_args=())
     def box_mean_fused(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
-                       zero_sos: bool) -> torch.Tensor:
+                       zero_sos: bool, lo: int, hi: int) -> torch.Tensor:
         return _launch(x, win, off, max_off, zero_sos, backward=False)
 
     @torch.library.custom_op("lra_wavelet::box_mean_backward", mutates_args=())
     def box_mean_fused_backward(g: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int,
-                                zero_sos: bool) -> torch.Tensor:
+                                zero_sos: bool, lo: int, hi: int) -> torch.Tensor:
         return _launch(g, win, off, max_off, zero_sos, backward=True)
 
     @box_mean_fused.register_fake
-    def _(x, win, off, max_off, zero_sos):
+    def _(x, win, off, max_off, zero_sos, lo, hi):
         return x.new_empty(x.shape)
 
     @box_mean_fused_backward.register_fake
-    def _(g, win, off, max_off, zero_sos):
+    def _(g, win, off, max_off, zero_sos, lo, hi):
         return g.new_empty(g.shape)
 
 
@@ -223,14 +306,14 @@ box_mean_fused.__doc__ = _DOC
 
 
 def _setup_context(ctx, inputs, output):
-    _, win, off, max_off, zero_sos = inputs
+    _, win, off, max_off, zero_sos, lo, hi = inputs
     ctx.save_for_backward(win, off)
-    ctx.max_off, ctx.zero_sos = max_off, zero_sos
+    ctx.args = max_off, zero_sos, lo, hi
 
 
 def _backward(ctx, g):
     win, off = ctx.saved_tensors
-    return box_mean_fused_backward(g, win, off, ctx.max_off, ctx.zero_sos), None, None, None, None
+    return (box_mean_fused_backward(g, win, off, *ctx.args),) + (None,) * 6
 
 
 box_mean_fused.register_autograd(_backward, setup_context=_setup_context)
@@ -254,8 +337,9 @@ class _BoxMean(torch.autograd.Function):
 is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
-def box_mean_triton(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool) -> torch.Tensor:
+def box_mean_triton(x: torch.Tensor, win: torch.Tensor, off: torch.Tensor, max_off: int, zero_sos: bool,
+                    lo: int, hi: int) -> torch.Tensor:
     """The fused op: the custom op while torch.compile traces, the autograd.Function otherwise."""
     if is_compiling():
-        return box_mean_fused(x, win, off, max_off, zero_sos)
+        return box_mean_fused(x, win, off, max_off, zero_sos, lo, hi)
     return _BoxMean.apply(x, win, off, max_off, zero_sos)
