@@ -225,6 +225,32 @@ def sweep(sizes) -> None:
 # ----------------------------------------------------------------------------- 3. training step
 
 
+def sweep_inplace(B: int = 64, T: int = 512, E: int = 128) -> None:
+    """Launch shapes of the in-place kernel (causal windows under torch.compile) at the paper's batch; keeps the best."""
+    say(f"## In-place kernel sweep ({B}x{T}x{E} float32, touched columns only; median ms, L2 flushed)")
+    say()
+    say("| BLOCK_T | BLOCK_E | warps | BLOCK_PRE | prefetch | fwd | bwd | (fwd+bwd) / (2 x copy floor) |")
+    say("|---|---|---|---|---|---|---|---|")
+    x = torch.randn(B, T, E, device="cuda")
+    floor = bench(lambda: torch.empty_like(x).copy_(x))
+    op = WaveletOp(WaveletConfig(d_model=E), context=T).cuda()
+    args = (op.win_full, op.lo, op.hi, False)
+    best, kept = None, triton_ops.INPLACE
+    for cfg in [(bt, be, nw, 256, pf) for bt in (32, 64, 128) for be in (16, 32) for nw in (2, 4)
+                for pf in (False, True)]:
+        triton_ops.INPLACE = cfg
+        f = bench(lambda: triton_ops._launch_inplace(x, *args, backward=False))
+        b = bench(lambda: triton_ops._launch_inplace(x, *args, backward=True))
+        r = (f + b) / (2 * floor)
+        say(f"| {' | '.join(map(str, cfg))} | {f:.4f} | {b:.4f} | {r:.2f} |")
+        if best is None or r < best[0]:
+            best = (r, cfg)
+    triton_ops.INPLACE = best[1] if best else kept
+    say()
+    say(f"kept {triton_ops.INPLACE} (copy floor {floor:.4f} ms)")
+    say()
+
+
 MODES = {"eager": None, "compiled": "default", "graphs": "reduce-overhead"}  # label -> torch.compile mode
 
 
@@ -321,6 +347,7 @@ def main() -> int:
     ap.add_argument("--md", default="results/benchmarks/wavelet_op.md")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="time several tile shapes and keep the best")
+    ap.add_argument("--sweep-inplace", action="store_true", help="time launch shapes of the in-place kernel")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--steps", type=int, default=10)
@@ -351,7 +378,10 @@ def main() -> int:
     if args.sweep and not args.skip_op:
         sweep(sizes)
         write_md(args.md, header)
-    say(f"fused kernel launch at T=512: {triton_ops.tiles(512)}")
+    if args.sweep_inplace:
+        sweep_inplace()
+        write_md(args.md, header)
+    say(f"fused kernel launch at T=512: {triton_ops.tiles(512)}; in place: {triton_ops.INPLACE}")
     say()
     if not args.skip_op:
         op_table(sizes, not args.no_compile)

@@ -42,6 +42,9 @@ except Exception:  # ImportError, or a broken install: the prefix-sum path is us
 
 # launch configuration (chosen by benchmarks/bench_wavelet.py on an H200; see results/benchmarks)
 T_AXIS, BLOCK_T, BLOCK_E, NUM_WARPS, NUM_STAGES = 1, 64, 32, 4, 1
+# the in-place kernel (causal windows under torch.compile): BLOCK_T, BLOCK_E, num_warps, BLOCK_PRE, PREFETCH
+# (the best fwd+bwd at the paper batch in the sweep of benchmarks/bench_wavelet.py --sweep-inplace)
+INPLACE = (128, 16, 4, 256, True)
 # impl 'auto' under torch.compile: True runs this kernel inside the compiled graph, False the prefix-sum
 # formulation that the compiler fuses itself (whichever made the compiled training step faster there)
 COMPILED_KERNEL = True
@@ -159,13 +162,15 @@ if HAS_TRITON:
     @triton.jit
     def _lead_kernel(x_ptr, win_ptr, T, col0, col_end, sxb, sxt, sxe,
                      REVERSE: tl.constexpr, PRESCALE: tl.constexpr, POSTSCALE: tl.constexpr,
-                     ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr):
+                     ZERO_SOS: tl.constexpr, IS_F64: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_E: tl.constexpr,
+                     BLOCK_PRE: tl.constexpr, PREFETCH: tl.constexpr):
         # In place, trailing (causal) windows only. Walking position u is physical row T-1-u (REVERSE: the
         # forward) or u (the backward); either way output u sums walking rows [u, u+w-1] (a leading window),
         # so a tile reads rows at or after its own and never one it has overwritten. Moving from u-1 to u
         # adds row u+w-1 and drops row u-1; row u-1 is the tile's own row shifted by one, which the cumulative
         # sums express without a shift (exclusive = inclusive - own) and, at the tile's first row, a carried copy
         # of the previous tile's last row (`carry`, its value before the store). Untouched columns are not read.
+        # PREFETCH loads the next tile before storing this one (its rows lie after this tile's: no hazard).
         b = tl.program_id(0).to(tl.int64)
         cols = col0 + tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
         w = tl.load(win_ptr + cols, mask=cols < col_end, other=0)[:, None]  # (BE, 1); 0 = untouched
@@ -179,21 +184,31 @@ if HAS_TRITON:
         inv_w = 1.0 / _acc(tl.maximum(w, 1), IS_F64)
         rows = tl.arange(0, BLOCK_T)[None, :]
 
-        # the window of walking position -1: rows 0 .. w-2
+        # the window of walking position -1: rows 0 .. w-2 (summed in wider tiles: no scan needed)
         acc = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)
-        for r0 in range(0, tl.max(w) - 1, BLOCK_T):
-            r = r0 + rows
+        pre = tl.arange(0, BLOCK_PRE)[None, :]
+        for r0 in range(0, tl.max(w) - 1, BLOCK_PRE):
+            r = r0 + pre
             v = _acc(tl.load(x0 + r.to(tl.int64) * xstep, mask=(r < w - 1) & (r < T), other=0.0), IS_F64)
             if PRESCALE:  # the backward walks forwards: physical row = r
                 v = v * _scale_causal(r, w, inv_w, ZERO_SOS, IS_F64)
             acc += tl.sum(v, axis=1)
 
         carry = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)  # row u0-1 as it was before the store
+        ua = rows + w - 1
+        va_next = tl.load(x0 + ua.to(tl.int64) * xstep, mask=smooth & (ua < T), other=0.0)
+        own_next = tl.load(x0 + rows.to(tl.int64) * xstep, mask=smooth & (rows < T), other=0.0)
         for u0 in range(0, T, BLOCK_T):
             u = u0 + rows
             ua = u + w - 1
-            va = _acc(tl.load(x0 + ua.to(tl.int64) * xstep, mask=smooth & (ua < T), other=0.0), IS_F64)
-            own = _acc(tl.load(x0 + u.to(tl.int64) * xstep, mask=smooth & (u < T), other=0.0), IS_F64)
+            if PREFETCH:
+                va, own = _acc(va_next, IS_F64), _acc(own_next, IS_F64)
+                un = u + BLOCK_T
+                va_next = tl.load(x0 + (un + w - 1).to(tl.int64) * xstep, mask=smooth & (un + w - 1 < T), other=0.0)
+                own_next = tl.load(x0 + un.to(tl.int64) * xstep, mask=smooth & (un < T), other=0.0)
+            else:
+                va = _acc(tl.load(x0 + ua.to(tl.int64) * xstep, mask=smooth & (ua < T), other=0.0), IS_F64)
+                own = _acc(tl.load(x0 + u.to(tl.int64) * xstep, mask=smooth & (u < T), other=0.0), IS_F64)
             if PRESCALE:
                 va = va * _scale_causal(ua, w, inv_w, ZERO_SOS, IS_F64)
                 own = own * _scale_causal(u, w, inv_w, ZERO_SOS, IS_F64)
@@ -242,12 +257,13 @@ def _launch_inplace(y: torch.Tensor, win: torch.Tensor, lo: int, hi: int, zero_s
     B, T, E = y.shape
     if y.numel() == 0 or hi <= lo:
         return y
-    launch = tiles(T)
-    launch.pop("T_AXIS")
-    wrap(_lead_kernel)[(B, triton.cdiv(hi - lo, launch["BLOCK_E"]))](
+    bt, be, warps, pre, prefetch = INPLACE
+    bt = min(bt, triton.next_power_of_2(max(T, 16)))
+    wrap(_lead_kernel)[(B, triton.cdiv(hi - lo, be))](
         y, win, T, lo, hi, *y.stride(),
         REVERSE=not backward, PRESCALE=backward, POSTSCALE=not backward, ZERO_SOS=zero_sos,
-        IS_F64=y.dtype == torch.float64, **launch)
+        IS_F64=y.dtype == torch.float64, BLOCK_T=bt, BLOCK_E=be, BLOCK_PRE=max(pre, bt), PREFETCH=prefetch,
+        num_warps=warps)
     return y
 
 
