@@ -20,6 +20,12 @@ over t in [k-off, k-off+w-1]. Read in reverse order (u = T-1-k) that is again a 
 [u+off-w+1, u+off] with the same off: the backward is the same kernel walking T backwards, with
 the forward's 1/count applied to the values as they are loaded. O(T), one read of g, one write.
 
+In place (`_lead_kernel`, causal windows under torch.compile): the op as traced is `x.clone()` and
+then a kernel that overwrites only the touched columns; the compiler writes the clone from the kernel
+that produced x, so the op moves the touched columns' bytes alone (half at mod_frac 0.5). Each column
+is walked so that every output reads rows at or after its own (the forward from T-1 down, the
+backward from 0 up); the one row a tile needs from before it is carried in registers.
+
 Entry point: `box_mean_triton`. Under torch.compile it calls `box_mean_fused`, a torch.library
 triton_op (torch >= 2.6; an opaque custom op before) with its autograd formula: the compiler keeps
 the graph whole and launches the kernel itself; in eager mode it calls a plain
