@@ -107,9 +107,15 @@ def _summary(out) -> None:
 
 
 def cmd_validate(a) -> int:
+    """The resolved config, once the model has been built for the task (what run would refuse, this refuses)."""
+    from .train import build_model
+
+    TASKS, _ = _registries()
     cfg = _resolve(a)
+    model = build_model(TASKS.get(cfg.task.name)(cfg.task), cfg.model)
     print(yaml.safe_dump(config_mod.yaml_ready(cfg.to_dict()), sort_keys=False), end="")
     print(f"# config_hash: {cfg.hash}")
+    print(f"# parameters: {model.n_params():,}")
     return 0
 
 
@@ -146,18 +152,20 @@ def cmd_list(a) -> int:
         print(pd.DataFrame(rows).to_string(index=False))
     else:
         from .flops import count
+        from .train import build_model
 
         rows = []
         for name in MODELS.names():
             cfg = config_mod.resolve(a.task, name)
             t = TASKS.get(a.task)(cfg.task)
-            try:
-                c = count(MODELS.get(name)(t, cfg.model), t)
+            try:  # the check run makes: a model that cannot run on this task is listed as n/a, with the reason
+                c = count(build_model(t, cfg.model), t)
                 rows.append({"model": name, "params": f"{c['params']:,}",
                              "GFLOPs/example": f"{c['flops_per_example'] / 1e9:.2f}",
                              "description": ((MODELS.get(name).__doc__ or "").strip().splitlines() or [""])[0]})
-            except (ValueError, RuntimeError) as e:
-                rows.append({"model": name, "params": "-", "GFLOPs/example": "-", "description": f"n/a: {e}"})
+            except (UserError, RuntimeError) as e:
+                why = str(e).removeprefix(f"model '{name}'").lstrip(": ").split(": ")[0]
+                rows.append({"model": name, "params": "-", "GFLOPs/example": "-", "description": f"n/a: {why}"})
         print(f"at the reference size of task '{a.task}' (tasks/{a.task}.yaml):")
         print(pd.DataFrame(rows).to_string(index=False))
     return 0
@@ -292,13 +300,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.fn(args)
+        status = args.fn(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return status
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`... | head`): stop quietly, with the shell's status for SIGPIPE
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit-time flush cannot fail
+        return 141
 
 
 if __name__ == "__main__":

@@ -174,6 +174,19 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
 # ----------------------------------------------------------------------------- the loop
 
 
+def build_model(task, mcfg):
+    """The model `mcfg` names, built for `task` (on the CPU), or a UserError saying why it cannot run there.
+    run, validate and `list models` all ask this, so they agree on what runs where."""
+    try:
+        model = MODELS.get(mcfg.name)(task, mcfg)
+    except ValueError as e:
+        raise UserError(f"model '{mcfg.name}': {e}") from None
+    if task.kind == "lm" and not model.causal:
+        raise UserError(f"model '{mcfg.name}' is not causal: trained on next-token prediction it would see "
+                        f"the tokens it predicts; use gpt or a wavelet decoder for '{task.name}'")
+    return model
+
+
 def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: bool = True,
           log=print) -> Outcome:
     rank, world, local_rank = dist_info()
@@ -200,13 +213,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
     torch.manual_seed(cfg.seed)
     task = TASKS.get(cfg.task.name)(cfg.task)
     splits = task.splits()
-    try:
-        model = MODELS.get(cfg.model.name)(task, cfg.model).to(device)
-    except ValueError as e:
-        raise UserError(f"model '{cfg.model.name}': {e}") from None
-    if task.kind == "lm" and not model.causal:
-        raise UserError(f"model '{cfg.model.name}' is not causal: trained on next-token prediction it would see "
-                        f"the tokens it predicts; use gpt or a wavelet decoder for '{task.name}'")
+    model = build_model(task, cfg.model).to(device)
     n_params = model.n_params()
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))

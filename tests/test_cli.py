@@ -56,6 +56,34 @@ def test_list_and_validate(capsys):
     assert "name: wavelet" in out and "mod_frac: 0.5" in out and "config_hash" in out
 
 
+def test_list_models_marks_what_cannot_run_on_the_task(capsys):
+    assert main(["list", "models", "--task", "text8"]) == 0  # next-token prediction: causal models only
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[2:] if ln.strip()}
+    assert "n/a: is not causal" in rows["transformer"] and "n/a: is not causal" in rows["fnet"]
+    assert "n/a" not in rows["gpt"] and "n/a" not in rows["wavelet"]
+
+
+def test_validate_builds_the_model(capsys):
+    assert main(["validate", "--task", "listops", "--model", "gpt", "--preset", "quick"]) == 0
+    assert "# parameters: " in capsys.readouterr().out
+    # refused when the model is built, so validate refuses it as run does (it used to pass validate)
+    assert main(["validate", "--task", "listops", "--model", "gpt", "--set", "model.pool=cls"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'gpt': a causal model cannot pool a leading CLS vector" in err and err.count("\n") == 1
+    assert main(["validate", "--task", "text8", "--model", "transformer"]) == 2
+    assert "is not causal" in capsys.readouterr().err
+
+
+def test_closed_stdout_pipe_exits_quietly():
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-m", "lra_wavelet", "list", "tasks"], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    p.stdout.close()  # the reader is gone before the first line is written (as with `| head` finishing early)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and err == ""
+
+
 @pytest.mark.parametrize("args,match", [
     (["run", "--task", "lisops", "--model", "gpt"], "unknown task 'lisops' (did you mean 'listops'?)"),
     (["run", "--task", "listops", "--model", "gtp"], "unknown model 'gtp'"),
