@@ -201,9 +201,10 @@ if HAS_TRITON:
             acc += tl.sum(v, axis=1)
 
         carry = _acc(tl.zeros([BLOCK_E], tl.float32), IS_F64)  # row u0-1 as it was before the store
-        ua = rows + w - 1
-        va_next = tl.load(x0 + ua.to(tl.int64) * xstep, mask=smooth & (ua < T), other=0.0)
-        own_next = tl.load(x0 + rows.to(tl.int64) * xstep, mask=smooth & (rows < T), other=0.0)
+        if PREFETCH:
+            ua = rows + w - 1
+            va_next = tl.load(x0 + ua.to(tl.int64) * xstep, mask=smooth & (ua < T), other=0.0)
+            own_next = tl.load(x0 + rows.to(tl.int64) * xstep, mask=smooth & (rows < T), other=0.0)
         for u0 in range(0, T, BLOCK_T):
             u = u0 + rows
             ua = u + w - 1
