@@ -425,6 +425,16 @@ def deviations(cfg: dict, reference: dict) -> dict:
     return out
 
 
+BUDGET_KEYS = ("train.max_steps", "train.batch_size", "task.n_train", "task.n_val", "task.n_test")
+
+
+def reduced(devs: dict) -> dict:
+    """The deviations that give a run less than the reference's budget: fewer steps, smaller batches,
+    or capped splits (None, the reference's, means the whole split)."""
+    less = lambda mine, ref: mine is not None and (ref is None or mine < ref)  # noqa: E731
+    return {k: v for k, v in devs.items() if k in BUDGET_KEYS and less(*v)}
+
+
 def yaml_ready(d: dict) -> dict:
     """Plain lists and scalars only (tuples become lists), so YAML files stay portable."""
     return json.loads(json.dumps(d))
