@@ -223,12 +223,15 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader when built with it (10x faster)
+
+
 def load_yaml(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start}); expected a YAML file of config keys") from None
     except OSError as e:
