@@ -217,7 +217,7 @@ def run_table(df: pd.DataFrame) -> pd.DataFrame:
     for c in results.SCHEMA + ["run_dir"]:
         if c not in df:
             df[c] = np.nan if c != "run_id" else df.index.astype(str)
-    df["run_dir"] = df.run_dir.fillna("")
+    df["run_dir"] = df.run_dir.astype(object).fillna("")
     out = []
     for run_id, g in df.groupby("run_id", sort=False):
         first = g.iloc[0]
@@ -299,8 +299,8 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
         notes.append(f"[{i}] {source}.")
     if len(left):
         notes.insert(0, f"Left out: {len(left)} run(s) with less than the reference budget "
-                        f"({_not_finished(left, ok=True)}; "
-                        "e.g. --preset quick): pass --include-reduced to show them.")
+                        f"({_not_finished(left, ok=True)}), e.g. made with --preset quick: "
+                        "pass --include-reduced to show them.")
     table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values(), "Avg"])
     table.attrs["notes"] = notes
     return table, pd.DataFrame(summary)
@@ -358,6 +358,8 @@ def _read_metrics(f: Path) -> list[dict]:
         lines = f.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise UserError(f"{f}: not a text file (undecodable byte at offset {e.start}); expected JSON lines") from None
+    except OSError as e:
+        raise UserError(f"{f}: cannot read ({e.strerror})") from None
     recs = []
     numbered = [(i, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
     for i, ln in numbered:

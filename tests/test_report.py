@@ -44,7 +44,7 @@ def test_cells_count_unfinished_seeds_and_leave_reduced_runs_out_unless_asked(tm
     rows = lines_of(md)
     assert "36.00 ± 1.00 (n=3, 1 diverged)" in rows[("gpt", "reference")]
     assert not any(k[0] == "gpt" and k[1] != "reference" for k in rows)
-    assert "Left out: 1 run(s) with less than the reference budget (1 ok" in md and "--include-reduced" in md
+    assert "Left out: 1 run(s) with less than the reference budget (1 ok)" in md and "--include-reduced" in md
     assert rows[("Chance", "constant guess")].split("|")[3].strip() == "10.00"  # ListOps: 10 classes
     assert "[1] Tay et al., ICLR 2021, LRA Table 1" in md and ("Transformer (published)", "published [1]") in rows
 
