@@ -105,7 +105,8 @@ def cmd_run(a) -> int:
     from .train import train
 
     if a.resume and a.force:
-        raise UserError("--resume and --force contradict each other: --resume continues the run, --force starts it over")
+        raise UserError("--resume and --force contradict each other: "
+                        "--resume continues the run, --force starts it over")
     cfg = _resolve(a)
     if not a.preset and not a.config and not a.set:
         import torch

@@ -233,7 +233,8 @@ def load_yaml(path) -> dict:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start}); expected a YAML file of config keys") from None
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start}); "
+                        "expected a YAML file of config keys") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
     except yaml.YAMLError as e:
@@ -432,10 +433,16 @@ BUDGET_KEYS = ("train.max_steps", "train.batch_size", "task.n_train", "task.n_va
 
 
 def reduced(devs: dict) -> dict:
-    """The deviations that give a run less than the reference's budget: fewer steps, smaller batches,
-    or capped splits (None, the reference's, means the whole split)."""
+    """The deviations that give a run less than the reference's budget: fewer steps, smaller batches
+    (counted with train.grad_accum, where the config has it), or capped splits (None, the reference's,
+    means the whole split)."""
     less = lambda mine, ref: mine is not None and (ref is None or mine < ref)  # noqa: E731
-    return {k: v for k, v in devs.items() if k in BUDGET_KEYS and less(*v)}
+    out = {k: v for k, v in devs.items() if k in BUDGET_KEYS and less(*v)}
+    if "train.batch_size" in out and "train.grad_accum" in devs:  # the same update from smaller micro-batches
+        (b, rb), (g, rg) = devs["train.batch_size"], devs["train.grad_accum"]
+        if b * g >= rb * rg:
+            out.pop("train.batch_size")
+    return out
 
 
 def yaml_ready(d: dict) -> dict:

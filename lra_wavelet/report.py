@@ -99,7 +99,8 @@ def _read_result_file(f: Path):
         return None
     except UnicodeDecodeError as e:
         if strict:
-            raise UserError(f"{f}: not a text CSV (undecodable byte at offset {e.start}); expected result rows") from None
+            raise UserError(f"{f}: not a text CSV (undecodable byte at offset {e.start}); "
+                            "expected result rows") from None
         return None
     except (pd.errors.ParserError, OSError) as e:
         if strict:

@@ -138,3 +138,10 @@ def test_deviations_name_what_changes_numbers_only():
     assert dev["train.max_steps"] == (quick["train"]["max_steps"], ref["train"]["max_steps"])
     assert not {"seed", "train.log_every", "task.data_dir"} & set(dev)
     assert C.deviations(ref, ref) == {}
+
+
+def test_reduced_names_less_budget_only():
+    devs = {"train.max_steps": (80, 5000), "model.d_model": (32, 512), "task.n_train": (2000, None),
+            "train.batch_size": (8, 32), "train.grad_accum": (4, 1)}
+    assert set(C.reduced(devs)) == {"train.max_steps", "task.n_train"}  # 8 x 4 accumulated = the batch of 32
+    assert set(C.reduced({"train.max_steps": (9000, 5000), "train.batch_size": (8, 32)})) == {"train.batch_size"}

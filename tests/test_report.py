@@ -25,7 +25,8 @@ def make_run(root, task="listops", model="gpt", seed=0, preset=None, sets=(), st
     if status == "ok":
         rows.append(dict(base, split="test", metric="accuracy", value=value))
     results.write_rows(d / "result.csv", rows)
-    pts = [{"step": (i + 1) * 10, "split": "val", "loss": 1.0, "accuracy": a, "wall_time_s": i} for i, a in enumerate(curve)]
+    pts = [{"step": (i + 1) * 10, "split": "val", "loss": 1.0, "accuracy": a, "wall_time_s": i}
+           for i, a in enumerate(curve)]
     (d / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pts))
     return d
 
