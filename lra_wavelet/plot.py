@@ -101,6 +101,8 @@ def lra_chart(summary):
         x = np.array([j for j, t in enumerate(tasks) if t in g.index]) + (i - (len(groups) - 1) / 2) * width
         rows = g.loc[[t for t in tasks if t in g.index]]
         label = model if setup == "reference" else f"{model} ({setup})"
+        if (g.configurations > 1).any():  # as the table's ‡: the bar averages runs of different configurations
+            label += " ‡ pools configurations"
         bars = ax.bar(x, rows["mean"], width, yerr=rows["std"].fillna(0), capsize=3, label=label,
                       color=model_colour(model), alpha=1.0 if setup == "reference" else 0.6, edgecolor="black",
                       linewidth=0.5)
