@@ -252,6 +252,10 @@ def _pooled(runs: pd.DataFrame) -> bool:
 # ----------------------------------------------------------------------------- tables
 
 
+SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds", "not_finished", "chance",
+                   "data_source", "reduced", "configurations", "deviations"]
+
+
 def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Markdown-ready table of strings, tidy numeric summary) of the headline test metric per model, setup
     and task. The table's `attrs['notes']` holds the caption lines that depend on the rows (what was left out,
@@ -304,7 +308,7 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
                         "pass --include-reduced to show them.")
     table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values(), "Avg"])
     table.attrs["notes"] = notes
-    return table, pd.DataFrame(summary)
+    return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
 
 
 def _chance(task: str) -> float:
@@ -492,7 +496,7 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "‡ = the cell pools runs of different configurations (or one seed twice): report one configuration "
             "per folder. Chance = a constant guess.", *table.attrs.get("notes", [])])
         written["lra"] = _write(out / "lra_table", table, "LRA", note)
-        summary.to_csv(out / "lra_summary.csv", index=False)
+        results.atomic_write_text(out / "lra_summary.csv", summary.to_csv(index=False))
     if "pretrain" in tables:
         table = pretrain_table(curves, df)
         note = ("Base = the GPT baseline's final validation NLL (nats/token); Ours = WaveletGPT's at the same step; "

@@ -149,6 +149,7 @@ def test_no_results_and_out_onto_a_file_are_errors(tmp_path, capsys):
     assert (tmp_path / "file").read_text() == "keep me"
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0  # classification only
     assert not (tmp_path / "rep" / "pretrain_table.csv").exists()  # no lone-newline CSV for an empty table
+    assert (tmp_path / "rep" / "lra_summary.csv").read_text().startswith("model,setup,task,")
     assert "Pre-training: no rows" in capsys.readouterr().err
 
 
