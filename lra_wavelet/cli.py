@@ -4,8 +4,8 @@
     python -m lra_wavelet list tasks | models
     python -m lra_wavelet validate --task text --model gpt --set train.lr=3e-4
     python -m lra_wavelet sweep --tasks listops image --models gpt wavelet --seeds 0 1 2 --preset quick
-    python -m lra_wavelet report runs results --out results
-    python -m lra_wavelet plot runs --out results/figures
+    python -m lra_wavelet report runs results --out reports
+    python -m lra_wavelet plot runs --out reports/figures
 
 Bad input (unknown names or keys, malformed values, missing data) prints one line and exits with 2.
 """
@@ -13,11 +13,13 @@ Bad input (unknown names or keys, malformed values, missing data) prints one lin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
+from . import __version__
 from . import config as config_mod
 from .errors import UserError
 
@@ -72,7 +74,25 @@ def _resolve(a, task=None, model=None, seed=None, grid_layer=None):
     o = _overrides(a)
     if seed is not None:
         o["seed"] = seed
-    return config_mod.resolve(task or a.task, model or a.model, a.preset, a.config, tuple(a.set), o, grid_layer)
+    cfg = config_mod.resolve(task or a.task, model or a.model, a.preset, a.config, tuple(a.set), o, grid_layer)
+    if getattr(a, "cmd", None) in ("run", "sweep", "validate"):  # before any data is loaded or model built
+        writable_folder(cfg.out, "out")
+    return cfg
+
+
+def writable_folder(path: str, key: str = "--out") -> Path:
+    """`path` is, or can be made as, a folder this user may write in; else a one-line error naming `key`."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{key} {path}: exists and is not a folder")
+    q = p
+    while not q.exists():
+        q = q.parent
+    if not q.is_dir():
+        raise UserError(f"{key} {path}: {q} is a file, not a folder")
+    if not os.access(q, os.W_OK | os.X_OK):
+        raise UserError(f"{key} {path}: {q} is not writable")
+    return p
 
 
 # ----------------------------------------------------------------------------- commands
@@ -84,6 +104,9 @@ INTERRUPTED = 130  # exit status of a run or sweep stopped by a signal (its chec
 def cmd_run(a) -> int:
     from .train import train
 
+    if a.resume and a.force:
+        raise UserError("--resume and --force contradict each other: "
+                        "--resume continues the run, --force starts it over")
     cfg = _resolve(a)
     if not a.preset and not a.config and not a.set:
         import torch
@@ -94,16 +117,32 @@ def cmd_run(a) -> int:
                   f"{m.d_model}, {cfg.train.max_steps} steps) on the CPU; for a quick check use --preset quick",
                   file=sys.stderr)
     out = train(cfg, resume=a.resume, force=a.force, progress=not a.no_progress)
-    _summary(out)
+    _summary(out, cfg)
     return {"ok": 0, "partial": INTERRUPTED}.get(out.status, 1)
 
 
-def _summary(out) -> None:
+def _summary(out, cfg=None) -> None:
     test = out.metrics.get("test", {})
     main = {k: v for k, v in test.items() if k in ("accuracy", "loss", "bits_per_token")}
     shown = ", ".join(f"test {k} {v:.4f}" for k, v in main.items()) or "no test metrics"
     print(f"{out.status}: {shown}")
+    if cfg is not None and (note := _smoke_note(cfg)):
+        print(note)
     print(f"results: {out.run_dir / 'result.csv'}")
+
+
+def _smoke_note(cfg) -> str:
+    """One line for a run with less than the reference budget: its numbers check the pipeline, nothing more."""
+    TASKS, _ = _registries()
+    ref = config_mod.resolve(cfg.task.name, cfg.model.name)
+    less = config_mod.reduced(config_mod.deviations(cfg.to_dict(), ref.to_dict()))
+    if not less:
+        return ""
+    task = TASKS.get(cfg.task.name)
+    what = ", ".join(f"{k.split('.')[1]} {mine} < {'all' if r is None else r}" for k, (mine, r) in less.items())
+    expected = (f"an accuracy near or below chance ({task.chance:.0%}) is expected" if task.kind != "lm"
+                else "a loss far above the reference's is expected")
+    return f"note: a smoke run ({what} of the reference configuration): {expected}; it checks the pipeline only"
 
 
 def cmd_validate(a) -> int:
@@ -233,7 +272,7 @@ def cmd_report(a) -> int:
     from .report import write_reports
 
     _existing(a.paths)
-    write_reports(a.paths, Path(a.out), tables=a.table)
+    write_reports(a.paths, writable_folder(a.out), tables=a.table, include_reduced=a.include_reduced)
     return 0
 
 
@@ -241,7 +280,7 @@ def cmd_plot(a) -> int:
     from .plot import write_plots
 
     _existing(a.paths)
-    for p in write_plots(a.paths, Path(a.out)):
+    for p in write_plots(a.paths, writable_folder(a.out), include_reduced=a.include_reduced):
         print(p)
     return 0
 
@@ -251,6 +290,7 @@ def cmd_plot(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lra_wavelet", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"lra_wavelet {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="train and evaluate one model on one task")
@@ -283,23 +323,30 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(fn=cmd_sweep)
 
+    reduced_help = "also show runs with less than the task's reference budget (e.g. --preset quick), marked"
     rp = sub.add_parser("report", help="tables (Markdown + CSV) from tidy result rows")
     rp.add_argument("paths", nargs="*", default=["runs", "results"])
-    rp.add_argument("--out", default="results")
+    rp.add_argument("--out", default="reports", help="folder for the tables (default reports)")
     rp.add_argument("--table", nargs="+", default=["lra", "pretrain", "ablation"],
                     choices=["lra", "pretrain", "ablation"])
+    rp.add_argument("--include-reduced", action="store_true", help=reduced_help)
     rp.set_defaults(fn=cmd_report)
 
     pl = sub.add_parser("plot", help="figures (PNG) from run curves and result rows")
     pl.add_argument("paths", nargs="*", default=["runs", "results"])
-    pl.add_argument("--out", default="results/figures")
+    pl.add_argument("--out", default="reports/figures", help="folder for the figures (default reports/figures)")
+    pl.add_argument("--include-reduced", action="store_true", help=reduced_help)
     pl.set_defaults(fn=cmd_plot)
     return p
 
 
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not (sys.argv[1:] if argv is None else argv):  # no command: the list of commands, as a usage error
+            parser.print_help(sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
         status = args.fn(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return status

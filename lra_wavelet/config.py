@@ -91,6 +91,10 @@ class TrainConfig:
     num_workers: int = 0
 
 
+SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile_mode")  # train keys that change no number
+WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
+
+
 @dataclass
 class RunConfig:
     task: TaskConfig
@@ -109,12 +113,13 @@ class RunConfig:
         d = self.to_dict()
         for k in ("out", "device"):
             d.pop(k)
-        for k in ("log_every", "num_workers", "checkpoint_every", "compile_mode"):
+        for k in SPEED_ONLY_KEYS:
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 TOP_KEYS = ("task", "model", "train", "seed", "device", "out")
+MAX_SEED = 2**32 - 1  # numpy's legacy seed range: a larger or negative seed is refused, never wrapped
 
 
 # ----------------------------------------------------------------------------- typing
@@ -218,12 +223,20 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader when built with it (10x faster)
+
+
 def load_yaml(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start}); "
+                        "expected a YAML file of config keys") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -269,13 +282,27 @@ def _normalise(layer: dict, source: str) -> dict:
     return layer
 
 
+def task_yaml_path(task: str) -> Optional[Path]:
+    """tasks/<name>.yaml; a variant without its own file (text-1000, pathfinder-easy) uses the YAML its class
+    names in `yaml_family`, and nothing else: a hyphen in a name never picks a YAML by itself."""
+    from .registry import TASKS
+
+    own = TASK_DIR / f"{task}.yaml"
+    if own.is_file():
+        return own
+    family = getattr(TASKS.get(task), "yaml_family", None) if task in TASKS else None
+    if not family:
+        return None
+    path = TASK_DIR / f"{family}.yaml"
+    if not path.is_file():
+        raise UserError(f"task '{task}' shares tasks/{family}.yaml (its yaml_family), which does not exist")
+    return path
+
+
 def task_yaml(task: str) -> dict:
-    """tasks/<name>.yaml, or tasks/<family>.yaml for a variant such as text-1000 (absent: {})."""
-    for name in (task, task.split("-")[0]):
-        path = TASK_DIR / f"{name}.yaml"
-        if path.is_file():
-            return load_yaml(path)
-    return {}
+    """The YAML of `task_yaml_path` as a dict ({} for a task without one: dataclass defaults only)."""
+    path = task_yaml_path(task)
+    return load_yaml(path) if path else {}
 
 
 def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Optional[str] = None,
@@ -303,22 +330,23 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
         raise UserError("no model given: pass --model NAME (see `python -m lra_wavelet list models`)")
     task_cls, model_cls = TASKS.get(task), MODELS.get(model)
 
-    spec = task_yaml(task)
+    spec_path = task_yaml_path(task)
+    spec, where = (load_yaml(spec_path), f"tasks/{spec_path.name}") if spec_path else ({}, f"tasks/{task}.yaml")
     extra = set(spec) - set(TOP_KEYS) - {"models", "presets"}
     if extra:
         k = sorted(extra)[0]
-        raise UserError(f"tasks/{task}.yaml: unknown key '{k}'{closest(k, TOP_KEYS + ('models', 'presets'))}")
-    layers = [({k: v for k, v in spec.items() if k in TOP_KEYS}, f"tasks/{task}.yaml")]
+        raise UserError(f"{where}: unknown key '{k}'{closest(k, TOP_KEYS + ('models', 'presets'))}")
+    layers = [({k: v for k, v in spec.items() if k in TOP_KEYS}, where)]
     models_block = spec.get("models") or {}
     for name in _model_lineage(model_cls):
         if name in models_block:
-            layers.append((models_block[name], f"tasks/{task}.yaml models.{name}"))
+            layers.append((models_block[name], f"{where} models.{name}"))
     if preset:
         presets = spec.get("presets") or {}
         if preset not in presets:
             raise UserError(f"unknown preset '{preset}' for task '{task}'{closest(preset, presets)}; "
                             f"known: {', '.join(sorted(presets)) or 'none'}")
-        layers.append((presets[preset], f"tasks/{task}.yaml presets.{preset}"))
+        layers.append((presets[preset], f"{where} presets.{preset}"))
     layers += [(grid_layer or {}, "sweep grid"), (file_layer, str(config_file)), (set_layer, "--set")]
 
     merged: dict = {}
@@ -362,22 +390,59 @@ def check(cfg: RunConfig) -> None:
         raise UserError(f"train.lr must be a positive finite number, got {t.lr}")
     if not 0 < t.eps < math.inf:
         raise UserError(f"train.eps must be a positive finite number, got {t.eps}")
+    if not 0 <= t.min_lr_ratio <= 1:
+        raise UserError(f"train.min_lr_ratio must lie in [0, 1] (a fraction of train.lr), got {t.min_lr_ratio}")
     if not all(0 <= b < 1 for b in t.betas):
         raise UserError(f"train.betas must lie in [0, 1), got {list(t.betas)}")
     if not 0 <= t.grad_clip < math.inf or not 0 <= t.weight_decay < math.inf:
         raise UserError("train.grad_clip and train.weight_decay must be finite and >= 0")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise UserError(f"seed must be an integer in [0, {MAX_SEED}], got {cfg.seed}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise UserError(f"device must be auto, cpu, cuda or cuda:N, got '{cfg.device}'")
     m = cfg.model
     for key in ("n_layers", "d_model", "n_heads", "d_ff"):
         if getattr(m, key) <= 0:
             raise UserError(f"model.{key} must be positive, got {getattr(m, key)}")
+    head_dim = getattr(m, "head_dim", None)
+    if head_dim is not None and head_dim <= 0:
+        raise UserError(f"model.head_dim must be positive (or null: d_ff), got {head_dim}")
     if m.d_model % m.n_heads:
         raise UserError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
     for key in ("n_train", "n_val", "n_test"):
         v = getattr(cfg.task, key)
         if v is not None and v <= 0:
             raise UserError(f"task.{key} must be positive, got {v}")
+
+
+def deviations(cfg: dict, reference: dict) -> dict:
+    """{'train.max_steps': (run's, reference's), ...}: the keys that change numbers where a saved config
+    differs from the reference (the seed, the location of the data and speed-only keys aside; a key only
+    one side has, from another version of the code, is not compared)."""
+    out = {}
+    for section in ("task", "model", "train"):
+        mine, ref = cfg.get(section) or {}, reference.get(section) or {}
+        skip = {"task": WHERE_KEYS, "train": SPEED_ONLY_KEYS}.get(section, ())
+        for k in ref:
+            if k in mine and k not in skip and yaml_ready(mine[k]) != yaml_ready(ref[k]):
+                out[f"{section}.{k}"] = (mine[k], ref[k])
+    return out
+
+
+BUDGET_KEYS = ("train.max_steps", "train.batch_size", "task.n_train", "task.n_val", "task.n_test")
+
+
+def reduced(devs: dict) -> dict:
+    """The deviations that give a run less than the reference's budget: fewer steps, smaller batches
+    (counted with train.grad_accum, where the config has it), or capped splits (None, the reference's,
+    means the whole split)."""
+    less = lambda mine, ref: mine is not None and (ref is None or mine < ref)  # noqa: E731
+    out = {k: v for k, v in devs.items() if k in BUDGET_KEYS and less(*v)}
+    if "train.batch_size" in out and "train.grad_accum" in devs:  # the same update from smaller micro-batches
+        (b, rb), (g, rg) = devs["train.batch_size"], devs["train.grad_accum"]
+        if b * g >= rb * rg:
+            out.pop("train.batch_size")
+    return out
 
 
 def yaml_ready(d: dict) -> dict:

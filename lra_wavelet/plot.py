@@ -1,46 +1,119 @@
-"""Figures (seaborn, PNG): validation curves per task (hue = model) and the LRA accuracy chart."""
+"""Figures (seaborn, PNG): validation curves per task (hue = model) and the LRA accuracy chart.
+
+A model has one colour in every figure (MODEL_COLOURS, keyed by name); runs of different configurations of
+one model are drawn apart (line style), never averaged together; sparse curves (a few evaluations) draw
+markers; the LRA chart puts tasks in the benchmark's order with seed-spread error bars and hatches bars
+computed on substitute data.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from . import results
-from .report import LRA_TASKS, load_curves, lra_table
+from .errors import UserError
+from .report import LRA_MODELS, LRA_TASKS, PRETRAIN_VARIANTS, lra_table, load_curves, load_rows
+
+MARKERS_UP_TO = 25  # evaluations per run at most for which points are drawn as markers
 
 
-def write_plots(paths, out: Path) -> list[Path]:
+def _palette() -> list:
+    import seaborn as sns
+
+    return sns.color_palette("tab10") + sns.color_palette("Dark2")
+
+
+def model_colour(model: str):
+    """The model's colour: fixed for the known models, from a hash of the name for any other."""
+    known = list(dict.fromkeys(LRA_MODELS + PRETRAIN_VARIANTS))
+    pal = _palette()
+    if model in known:
+        return pal[known.index(model)]
+    return pal[len(known) + int(hashlib.sha256(model.encode()).hexdigest(), 16) % (len(pal) - len(known))]
+
+
+def _pyplot():
+    """pyplot on the file-only Agg backend (figures are written, never shown)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
+    return plt
+
+
+def write_plots(paths, out: Path, include_reduced: bool = False) -> list[Path]:
+    plt = _pyplot()
+    curves = load_curves(paths)
+    df = load_rows(paths)
+    if curves.empty and df.empty:
+        raise UserError(f"no runs under {', '.join(map(str, paths))} (expected run folders with metrics.jsonl "
+                        "or result.csv)")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    curves = load_curves(paths)
     val = curves[curves.split == "val"] if len(curves) else curves
     for task, g in (val.groupby("task") if len(val) else []):
-        metric = "accuracy" if "accuracy" in g and g["accuracy"].notna().any() else "loss"
-        fig, ax = plt.subplots(figsize=(6, 4))
-        sns.lineplot(data=g, x="step", y=metric, hue="model", errorbar="sd", ax=ax)
-        ax.set_title(f"{task}: validation {metric} (mean ± sd over seeds)")
-        if metric == "loss":
-            ax.set_ylabel("NLL (nats/token)" if "bits_per_token" in g else "loss")
-        fig.tight_layout()
-        path = out / f"curves_{task}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    _, summary = lra_table(results.load(paths))
+        written.append(_save(curve_figure(task, g), out / f"curves_{task}.png", plt))
+    _, summary = lra_table(df, include_reduced)
     if len(summary):
-        summary = summary.assign(task=summary.task.map(LRA_TASKS))
-        fig, ax = plt.subplots(figsize=(8, 4))
-        sns.barplot(data=summary, x="task", y="mean", hue="model", ax=ax)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title("LRA test accuracy (mean over seeds)")
-        fig.tight_layout()
-        path = out / "lra_accuracy.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(lra_chart(summary), out / "lra_accuracy.png", plt))
     return written
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def curve_figure(task: str, g):
+    """Validation curves of one task: hue = model, line style = configuration when a model has several."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    metric = "accuracy" if "accuracy" in g and g["accuracy"].notna().any() else "loss"
+    g = g[g[metric].notna()]
+    split_configs = bool((g.groupby("model").config_id.nunique() > 1).any())
+    sparse = g.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=g, x="step", y=metric, hue="model", style="config_id" if split_configs else None,
+                 palette={m: model_colour(m) for m in g.model.unique()}, errorbar="sd",
+                 marker="o" if sparse else None, ax=ax)
+    ax.set_title(f"{task}: validation {metric} (mean ± sd over seeds)")
+    if metric == "loss":
+        ax.set_ylabel("NLL (nats/token)" if "bits_per_token" in g else "loss")
+    return fig
+
+
+def lra_chart(summary):
+    """Grouped bars, tasks in LRA order, error bars = sd over seeds, hatched = substitute data."""
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    tasks = [t for t in LRA_TASKS if t in set(summary.task)]
+    groups = list(dict.fromkeys(zip(summary.model, summary.setup)))
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks) + 2), 4))
+    for i, (model, setup) in enumerate(groups):
+        g = summary[(summary.model == model) & (summary.setup == setup)].set_index("task")
+        x = np.array([j for j, t in enumerate(tasks) if t in g.index]) + (i - (len(groups) - 1) / 2) * width
+        rows = g.loc[[t for t in tasks if t in g.index]]
+        label = model if setup == "reference" else f"{model} ({setup})"
+        if (g.configurations > 1).any():  # as the table's ‡: the bar averages runs of different configurations
+            label += " ‡ pools configurations"
+        bars = ax.bar(x, rows["mean"], width, yerr=rows["std"].fillna(0), capsize=3, label=label,
+                      color=model_colour(model), alpha=1.0 if setup == "reference" else 0.6, edgecolor="black",
+                      linewidth=0.5)
+        for bar, src in zip(bars, rows.data_source):
+            if "substitute" in src:
+                bar.set_hatch("//")
+    ax.set_xticks(range(len(tasks)), [LRA_TASKS[t] for t in tasks])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("LRA test accuracy (mean ± sd over seeds)")
+    handles, _ = ax.get_legend_handles_labels()
+    if summary.data_source.str.contains("substitute").any():
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="substitute data"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    return fig

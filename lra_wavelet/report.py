@@ -1,106 +1,397 @@
 """Tables of DESIGN §7 pivoted late from tidy rows: LRA, pre-training (steps-to-match), ablations.
 
-Cells are mean ± std over seeds with the seed count; a missing cell is shown as missing ('—'), never
-as zero; averages cover only the cells that ran and say how many. Published rows are labelled.
-Cells computed on substitute data are marked '†' (not comparable with published numbers).
+Cells are mean ± std over seeds with the seed count and the seeds that did not finish (`(n=3, 1 diverged)`);
+a missing cell is shown as missing ('—'), never as zero; averages cover only the cells that ran and say how
+many. Each run is compared with its task's reference configuration (tasks/<task>.yaml, read through
+config.resolve): runs with less than the reference budget (a --preset quick, fewer steps, capped splits) are
+left out of the LRA table unless asked for (`--include-reduced`), and the caption counts them; a row says
+its setup (reference, a preset, custom); a cell that averages runs of different configurations is marked.
+Published rows carry their source and protocol. Cells on substitute data are marked '†'.
+An unreadable input is a one-line error naming the file; an empty or truncated result file is a warning.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import config as config_mod
 from . import results
+from .errors import UserError
 from .evaluate import steps_to_match
 
 LRA_TASKS = {"listops": "ListOps", "text": "Text", "retrieval": "Retrieval", "image": "Image",
-             "pathfinder": "Pathfinder", "pathx": "Path-X"}
+             "pathfinder": "Pathfinder", "pathx": "Path-X"}  # the LRA paper's order
 AVG_TASKS = ["listops", "text", "retrieval", "image", "pathfinder"]  # the LRA paper's Avg: Path-X excluded
 LRA_MODELS = ["transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable"]
-PUBLISHED = [  # test accuracy (%), with the source of each row
-    ("Transformer (published: Tay et al. 2021, LRA Table 1)", [36.37, 64.27, 57.46, 42.44, 71.40, "FAIL"], 54.39),
-    ("FNet (published: Lee-Thorp et al. 2021)", [35.33, 65.11, 59.61, 38.67, 77.80, "FAIL"], 55.30),
-    ("AdaWavSpA, Transformer backbone (published: WavSpA authors' repository README)",
-     [55.40, 81.60, 79.27, 55.58, 81.12, None], 70.59),
+PUBLISHED = [  # (name, source and protocol, test accuracy (%) in LRA_TASKS order, Avg)
+    ("Transformer (published)", "Tay et al., ICLR 2021, LRA Table 1 (= the benchmark README's leaderboard): the "
+     "benchmark's reference configurations on its official data", [36.37, 64.27, 57.46, 42.44, 71.40, "FAIL"], 54.39),
+    ("FNet (published)", "Lee-Thorp et al. 2021 (FNet), its LRA table: the LRA setup with attention replaced by "
+     "Fourier mixing, as reported there", [35.33, 65.11, 59.61, 38.67, 77.80, "FAIL"], 55.30),
+    ("AdaWavSpA, Transformer backbone (published)", "the WavSpA authors' repository README (commit 0610f76): "
+     "their own training code and settings, not re-run here", [55.40, 81.60, 79.27, 55.58, 81.12, None], 70.59),
 ]
 LM_BASELINE = "gpt"
 PRETRAIN_VARIANTS = ["wavelet", "wavelet-learnable", "wavelet-ema"]
+REQUIRED = ["run_id", "task", "model", "seed", "split", "metric", "status", "schema_version"]  # a cut line lacks one
 
 
-def _fmt(vals: list[float], scale: float = 100.0, digits: int = 2) -> str:
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _fmt(vals: list[float], scale: float = 100.0, digits: int = 2, extra: str = "") -> str:
     v = np.asarray(vals, dtype=float) * scale
+    n = f"n={len(v)}" + (f", {extra}" if extra else "")
     if len(v) == 1:
-        return f"{v[0]:.{digits}f} (n=1)"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} (n={len(v)})"
+        return f"{v[0]:.{digits}f} ({n})"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} ({n})"
 
 
-def lra_table(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(Markdown-ready table of strings, tidy numeric summary) of test accuracy per model × task."""
-    acc = df[(df.split == "test") & (df.metric == "accuracy") & df.task.isin(list(LRA_TASKS))]
-    failed = df[df.status.isin(["diverged", "failed"]) & df.task.isin(list(LRA_TASKS))]
-    models = [m for m in LRA_MODELS if m in set(acc.model) | set(failed.model)]
-    models += sorted((set(acc.model) | set(failed.model)) - set(models))
+def headline_metric(task: str) -> str:
+    """The metric a task's tables report (its class's `headline_metric`; by default accuracy, lm: loss)."""
+    cls = _task_class(task)
+    if cls is None:
+        return "accuracy"
+    return getattr(cls, "headline_metric", None) or ("loss" if cls.kind == "lm" else "accuracy")
+
+
+def _task_class(task: str):
+    from .registry import TASKS
+
+    return TASKS.get(task) if task in TASKS else None
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def load_rows(paths) -> pd.DataFrame:
+    """The tidy rows under `paths` (as results.load) plus `run_dir`, the folder of the run's result.csv
+    (where its config.yaml is). A result file that cannot be read is a UserError naming it; an empty or
+    truncated one is a warning naming it, so that a cell's n never shrinks silently."""
+    frames = []
+    for f in results.find_result_files(paths):
+        d = _read_result_file(f)
+        if d is not None:
+            frames.append(d.assign(run_dir=str(f.parent) if f.name == "result.csv" else ""))
+    if not frames:
+        return pd.DataFrame(columns=results.SCHEMA + ["run_dir"])
+    df = pd.concat(frames, ignore_index=True)
+    return df.drop_duplicates(subset=["run_id", "split", "metric"], keep="last").reset_index(drop=True)
+
+
+def _read_result_file(f: Path):
+    """One file's rows, checked. Other CSVs in a results folder (tables, summaries) are not result files:
+    they are skipped unless they carry the result schema."""
+    strict = f.name == "result.csv"
+    try:
+        d = pd.read_csv(f)
+    except pd.errors.EmptyDataError:
+        if strict:
+            warn(f"{f}: empty file (no header, no rows): its run is left out")
+        return None
+    except UnicodeDecodeError as e:
+        if strict:
+            raise UserError(f"{f}: not a text CSV (undecodable byte at offset {e.start}); "
+                            "expected result rows") from None
+        return None
+    except (pd.errors.ParserError, OSError) as e:
+        if strict:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{f}: not a CSV of result rows ({why})") from None
+        return None
+    missing = [c for c in results.SCHEMA if c not in d.columns]
+    if missing:
+        if strict:
+            raise UserError(f"{f}: column '{missing[0]}' missing; expected the result schema "
+                            f"({', '.join(results.SCHEMA)})")
+        return None
+    d = d[results.SCHEMA]
+    if d.empty:
+        warn(f"{f}: a header and no rows (the run stopped before writing any): its run is left out")
+        return None
+    cut = d[REQUIRED].isna().any(axis=1) | ~d.status.isin(results.STATUSES)
+    if cut.any():
+        lines = ", ".join(str(i + 2) for i in d.index[cut][:5])
+        warn(f"{f}: line {lines} incomplete (a truncated file?): {int(cut.sum())} row(s) left out")
+        d = d[~cut]
+    for col in ("value", "seed", "step", "schema_version"):
+        num = pd.to_numeric(d[col], errors="coerce")
+        bad = num.isna() & d[col].notna()
+        if bad.any():
+            i = d.index[bad][0]
+            raise UserError(f"{f}:{i + 2}: column '{col}' holds {d[col][i]!r}; expected a number")
+        d = d.assign(**{col: num})
+    return d
+
+
+def run_config(run_dir) -> dict | None:
+    """A run folder's saved config.yaml as a dict (None when the folder has none); a bad one is a UserError."""
+    if not run_dir:
+        return None
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    c = config_mod.load_yaml(path)
+    if not all(isinstance(c.get(k), dict) and c[k].get("name") for k in ("task", "model")) or \
+            not isinstance(c.get("train", {}), dict):
+        raise UserError(f"{path}: expected a saved run config (task and model sections with a name, a train section)")
+    return c
+
+
+# ----------------------------------------------------------------------------- runs against the reference
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(task: str, model: str, preset: str | None = None) -> dict | None:
+    try:
+        return config_mod.resolve(task, model, preset, sets=("task.data_dir=null",)).to_dict()
+    except UserError:  # a task or model this code no longer has, or a preset it lacks
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_hash(task: str, model: str, seed: int, preset: str | None = None) -> str | None:
+    try:
+        return config_mod.resolve(task, model, preset, sets=("task.data_dir=null", f"seed={seed}")).hash
+    except UserError:
+        return None
+
+
+def _presets(task: str) -> list[str]:
+    try:
+        return sorted(config_mod.task_yaml(task).get("presets") or {})
+    except UserError:
+        return []
+
+
+def config_id(cfg: dict | None) -> str:
+    """A short id of what a saved config computes, the seed and where data and results live aside:
+    runs with equal ids differ only in their seed (those are the runs a cell may pool)."""
+    if cfg is None:
+        return "?"
+    d = {k: dict(cfg.get(k) or {}) for k in ("task", "model", "train")}
+    for k in config_mod.WHERE_KEYS:
+        d["task"].pop(k, None)
+    for k in config_mod.SPEED_ONLY_KEYS:
+        d["train"].pop(k, None)
+    return hashlib.sha256(json.dumps(config_mod.yaml_ready(d), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def classify_run(task: str, model: str, seed, cfg: dict | None, config_hash, step, status) -> dict:
+    """setup ('reference', 'preset NAME', 'custom', 'not recorded'), reduced (less than the reference budget)
+    and the deviations from the reference, as text."""
+    ref = _reference(task, model)
+    if ref is None:
+        return {"setup": "not recorded", "reduced": False, "deviations": "task or model unknown to this code"}
+    if cfg is None:  # no config.yaml beside the rows: the hash tells the reference and the presets apart
+        seed = int(seed) if pd.notna(seed) else 0
+        preset = next((p for p in (None, *_presets(task)) if config_hash == _reference_hash(task, model, seed, p)), "?")
+        setup = {None: "reference", "?": "not recorded"}.get(preset, f"preset {preset}")
+        devs = config_mod.deviations(_reference(task, model, preset) or ref, ref) if setup.startswith("preset") else {}
+    else:
+        devs = config_mod.deviations(cfg, ref)
+        setup = "reference" if not devs else next(
+            (f"preset {p}" for p in _presets(task)
+             if _reference(task, model, p) is not None and not config_mod.deviations(cfg, _reference(task, model, p))),
+            "custom")
+    less = config_mod.reduced(devs)
+    if status == "ok" and pd.notna(step) and step < ref["train"]["max_steps"]:
+        less = {**less, "steps": (int(step), ref["train"]["max_steps"])}
+    text = ", ".join(f"{k}={v[0]} (reference {v[1]})" for k, v in devs.items())
+    return {"setup": setup, "reduced": bool(less), "deviations": text}
+
+
+def run_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: task, model, seed, status, step, data_source, its headline test value (NaN unless ok),
+    setup, reduced, deviations and config_id."""
+    _reference.cache_clear()  # task YAMLs are read afresh for every table
+    _reference_hash.cache_clear()
+    df = df.copy()
+    for c in results.SCHEMA + ["run_dir"]:
+        if c not in df:
+            df[c] = np.nan if c != "run_id" else df.index.astype(str)
+    df["run_dir"] = df.run_dir.astype(object).fillna("")
+    out = []
+    for run_id, g in df.groupby("run_id", sort=False):
+        first = g.iloc[0]
+        metric = headline_metric(first.task)
+        test = g[(g.split == "test") & (g.metric == metric)]
+        cfg = run_config(first.run_dir)
+        status = first.status if (g.status == first.status).all() else sorted(set(g.status) - {"ok"})[0]
+        step = g.step.max()
+        out.append({"run_id": run_id, "task": first.task, "model": first.model, "seed": first.seed,
+                    "status": status, "step": step, "data_source": first.data_source, "metric": metric,
+                    "value": float(test.value.iloc[0]) if status == "ok" and len(test) else np.nan,
+                    "config_id": config_id(cfg),
+                    **classify_run(first.task, first.model, first.seed, cfg, first.config_hash, step, status)})
+    cols = ["run_id", "task", "model", "seed", "status", "step", "data_source", "metric", "value", "config_id",
+            "setup", "reduced", "deviations"]
+    return pd.DataFrame(out, columns=cols)
+
+
+def _not_finished(runs: pd.DataFrame, ok: bool = False) -> str:
+    """'1 diverged, 1 failed' for the runs of a cell that did not finish ok (with ok=True: '2 ok, 1 diverged')."""
+    counts = (runs if ok else runs[runs.status != "ok"]).status.value_counts()
+    return ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def _pooled(runs: pd.DataFrame) -> bool:
+    """Runs of more than one configuration (or one seed twice: two data folders) in one cell."""
+    ok = runs[runs.status == "ok"]
+    return ok.config_id.nunique() > 1 or ok.seed.duplicated().any()
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds", "not_finished", "chance",
+                   "data_source", "reduced", "configurations", "deviations"]
+
+
+def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Markdown-ready table of strings, tidy numeric summary) of the headline test metric per model, setup
+    and task. The table's `attrs['notes']` holds the caption lines that depend on the rows (what was left out,
+    the published rows' sources)."""
+    runs = run_table(df[df.task.isin(list(LRA_TASKS))]) if len(df) else run_table(df)
+    left = runs[runs.reduced] if not include_reduced else runs.iloc[:0]
+    runs = runs[~runs.index.isin(left.index)]
+    order = {m: i for i, m in enumerate(LRA_MODELS)}
+    setups = sorted(set(zip(runs.model, runs.setup)), key=lambda ms: (order.get(ms[0], len(order)), ms[0],
+                                                                      ms[1] != "reference", ms[1]))
     rows, summary = [], []
-    for m in models:
-        row, means = {"Model": m}, {}
+    for m, setup in setups:
+        row, means = {"Model": m, "Setup": setup}, {}
         for t, col in LRA_TASKS.items():
-            cell = acc[(acc.model == m) & (acc.task == t) & (acc.status == "ok")]
-            if len(cell):
-                vals = cell.value.tolist()
-                sub = " †" if (cell.data_source == "substitute").any() else ""
-                mixed = " ‡" if cell.seed.duplicated().any() else ""  # same seed twice: different configurations
-                row[col] = _fmt(vals) + sub + mixed
-                means[t] = float(np.mean(vals)) * 100
-                summary.append({"model": m, "task": t, "mean": means[t], "std": float(np.std(vals, ddof=1)) * 100
-                                if len(vals) > 1 else float("nan"), "n_seeds": len(vals),
-                                "data_source": ",".join(sorted(set(cell.data_source)))})
-            elif len(failed[(failed.model == m) & (failed.task == t)]):
-                row[col] = "FAIL"
+            cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t)]
+            ok = cell[(cell.status == "ok") & cell.value.notna()]
+            extra = _not_finished(cell)
+            if len(ok):
+                scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
+                marks = (" †" if (ok.data_source == "substitute").any() else "") + \
+                        (" ‡" if _pooled(cell) else "") + (" *" if cell.reduced.any() else "")
+                row[col] = _fmt(ok.value.tolist(), scale=scale, extra=extra) + marks
+                means[t] = float(ok.value.mean()) * scale
+                summary.append({"model": m, "setup": setup, "task": t, "metric": ok.metric.iloc[0],
+                                "mean": means[t], "std": float(ok.value.std(ddof=1)) * scale if len(ok) > 1
+                                else float("nan"), "n_seeds": len(ok), "not_finished": extra,
+                                "chance": _chance(t) * scale, "data_source": ",".join(sorted(set(ok.data_source))),
+                                "reduced": bool(cell.reduced.any()), "configurations": int(ok.config_id.nunique()),
+                                "deviations": "; ".join(sorted(set(ok.deviations) - {""}))})
+            elif len(cell):
+                row[col] = f"FAIL ({extra})"
             else:
                 row[col] = "—"
         ran = [means[t] for t in AVG_TASKS if t in means]
         row["Avg"] = "—" if not ran else (f"{np.mean(ran):.2f}" + ("" if len(ran) == 5 else f" ({len(ran)}/5 tasks)"))
         rows.append(row)
-    for name, vals, avg in PUBLISHED:
-        row = {"Model": name}
+    rows.append({"Model": "Chance", "Setup": "constant guess", **{col: f"{_chance(t) * 100:.2f}"
+                 for t, col in LRA_TASKS.items()}, "Avg": f"{np.mean([_chance(t) * 100 for t in AVG_TASKS]):.2f}"})
+    notes = []
+    for i, (name, source, vals, avg) in enumerate(PUBLISHED, 1):
+        row = {"Model": name, "Setup": f"published [{i}]"}
         for col, v in zip(LRA_TASKS.values(), vals):
             row[col] = "—" if v is None else (v if isinstance(v, str) else f"{v:.2f}")
         row["Avg"] = f"{avg:.2f}"
         rows.append(row)
-    return pd.DataFrame(rows, columns=["Model", *LRA_TASKS.values(), "Avg"]), pd.DataFrame(summary)
+        notes.append(f"[{i}] {source}.")
+    if len(left):
+        notes.insert(0, f"Left out: {len(left)} run(s) with less than the reference budget "
+                        f"({_not_finished(left, ok=True)}), e.g. made with --preset quick: "
+                        "pass --include-reduced to show them.")
+    table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values(), "Avg"])
+    table.attrs["notes"] = notes
+    return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+
+
+def _chance(task: str) -> float:
+    cls = _task_class(task)
+    return float(cls.chance) if cls is not None else float("nan")
+
+
+CURVE_NUMBERS = ("step", "loss", "accuracy", "bits_per_token", "wall_time_s")
 
 
 def load_curves(paths) -> pd.DataFrame:
-    """Validation curves: metrics.jsonl of run directories, plus committed curves*.csv files."""
+    """Validation curves: metrics.jsonl of run directories (with their config_id), plus committed curves*.csv."""
     frames = []
     for p in map(Path, paths):
         if not p.exists():
             continue
-        files = [p] if p.is_file() else list(p.rglob("metrics.jsonl")) + list(p.rglob("curves*.csv"))
+        if p.is_file():
+            files = [p] if p.name == "metrics.jsonl" or (p.name.startswith("curves") and p.suffix == ".csv") else []
+        else:
+            files = sorted(p.rglob("metrics.jsonl")) + sorted(p.rglob("curves*.csv"))
         for f in files:
             if f.name == "metrics.jsonl":
-                env = f.parent / "env.json"
-                cfg = f.parent / "config.yaml"
-                if not cfg.is_file():
+                c = run_config(f.parent)
+                if c is None:
+                    warn(f"{f}: no config.yaml beside it: its curves are left out")
                     continue
-                import yaml
-
-                c = yaml.safe_load(cfg.read_text())
-                recs = [json.loads(ln) for ln in f.read_text().splitlines() if ln.strip()]
-                d = pd.DataFrame(recs)
+                d = pd.DataFrame(_read_metrics(f))
                 if d.empty:
                     continue
-                d["run_id"] = json.loads(env.read_text()).get("run_id", f.parent.name) if env.is_file() else f.parent.name
-                d["task"], d["model"], d["seed"] = c["task"]["name"], c["model"]["name"], c["seed"]
+                env = f.parent / "env.json"
+                d["run_id"] = _run_id(env) or f.parent.name
+                d["task"], d["model"], d["seed"] = c["task"]["name"], c["model"]["name"], c.get("seed", 0)
+                d["config_id"] = config_id(c)
                 frames.append(d)
-            elif f.suffix == ".csv":
-                frames.append(pd.read_csv(f))
+            else:
+                try:
+                    frames.append(pd.read_csv(f))
+                except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+                    raise UserError(f"{f}: not a CSV of curve points ({type(e).__name__})") from None
     if not frames:
-        return pd.DataFrame(columns=["run_id", "task", "model", "seed", "step", "split", "loss", "wall_time_s"])
-    return pd.concat(frames, ignore_index=True).drop_duplicates(subset=["run_id", "split", "step"], keep="last")
+        return pd.DataFrame(columns=["run_id", "task", "model", "seed", "step", "split", "loss", "wall_time_s",
+                                     "config_id"])
+    df = pd.concat(frames, ignore_index=True)
+    df["config_id"] = df.config_id.fillna("?") if "config_id" in df else "?"
+    return df.drop_duplicates(subset=["run_id", "split", "step"], keep="last")
+
+
+def _read_metrics(f: Path) -> list[dict]:
+    """The records of a metrics.jsonl. A torn last line (a run killed mid-write) is a warning and is left out;
+    any other line that is not a JSON record with numeric values is a UserError naming the file and line."""
+    try:
+        lines = f.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{f}: not a text file (undecodable byte at offset {e.start}); expected JSON lines") from None
+    except OSError as e:
+        raise UserError(f"{f}: cannot read ({e.strerror})") from None
+    recs = []
+    numbered = [(i, ln) for i, ln in enumerate(lines, 1) if ln.strip()]
+    for i, ln in numbered:
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError as e:
+            if i == numbered[-1][0]:
+                warn(f"{f}:{i}: torn last line (the run was stopped while writing it): left out")
+                continue
+            raise UserError(f"{f}:{i}: not a JSON record ({e.msg})") from None
+        if not isinstance(rec, dict) or "step" not in rec or "split" not in rec:
+            raise UserError(f"{f}:{i}: expected a record with 'step' and 'split', got {ln[:60]!r}")
+        for k in CURVE_NUMBERS:
+            v = rec.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise UserError(f"{f}:{i}: '{k}' is {v!r}; expected a number")
+        recs.append(rec)
+    return recs
+
+
+def _run_id(env: Path):
+    if not env.is_file():
+        return None
+    try:
+        return json.loads(env.read_text(encoding="utf-8")).get("run_id")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        raise UserError(f"{env}: not a JSON object (expected the run's environment record)") from None
 
 
 def pretrain_table(curves: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
@@ -114,7 +405,9 @@ def pretrain_table(curves: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
         base = tv[tv.model == LM_BASELINE]
         if base.empty:
             continue
-        row = {"Corpus": task, "Base (val NLL)": _fmt(base.groupby("seed").apply(
+        pooled = any(g.config_id.nunique() > 1 or g.groupby("seed").run_id.nunique().gt(1).any()
+                     for m, g in tv.groupby("model") if m in (LM_BASELINE, *PRETRAIN_VARIANTS))
+        row = {"Corpus": task + (" ‡" if pooled else ""), "Base (val NLL)": _fmt(base.groupby("seed").apply(
             lambda g: g.sort_values("step").loss.iloc[-1]).tolist(), scale=1, digits=4)}
         for variant in PRETRAIN_VARIANTS:
             cand = tv[tv.model == variant]
@@ -143,16 +436,9 @@ def pretrain_table(curves: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ablation_table(df: pd.DataFrame, paths) -> pd.DataFrame:
-    """Final validation loss (lm) or test accuracy (classify) of every wavelet-family configuration."""
-    import yaml
-
-    cfgs = {}
-    for p in map(Path, paths):
-        if p.is_dir():
-            for f in p.rglob("config.yaml"):
-                c = yaml.safe_load(f.read_text())
-                cfgs[f.parent.name] = c
+def ablation_table(df: pd.DataFrame, paths=None) -> pd.DataFrame:
+    """Final validation loss (lm) or test accuracy (classify) of every wavelet-family setting, one row per
+    setting and configuration: runs of different configurations are never pooled under one setting."""
     from dataclasses import fields
 
     from .config import ModelConfig
@@ -170,49 +456,71 @@ def ablation_table(df: pd.DataFrame, paths) -> pd.DataFrame:
     keep = df[(df.model.str.startswith("wavelet") | (df.model == "gpt")) & (df.status == "ok")]
     keep = keep[((keep.split == "val") & (keep.metric == "loss") & keep.task.isin(set(df[df.metric == "bits_per_token"].task)))
                 | ((keep.split == "test") & (keep.metric == "accuracy"))]
+    if keep.empty:
+        return pd.DataFrame()
+    runs = run_table(df[df.run_id.isin(set(keep.run_id))]).set_index("run_id")
     rows = []
     for (task, model, metric), g in keep.groupby(["task", "model", "metric"]):
         by_setting: dict = {}
         defaults = own_defaults(model)
         for r in g.itertuples():
-            m = cfgs.get(r.run_id, {}).get("model", {})
-            same = lambda k: m[k] == defaults[k] or (isinstance(defaults[k], tuple) and tuple(m[k]) == defaults[k])  # noqa: E731
+            m = (run_config(r.run_dir) or {}).get("model", {})
+            same = lambda k: config_mod.yaml_ready(m[k]) == config_mod.yaml_ready(defaults[k])  # noqa: E731
             diff = ", ".join(f"{k}={m[k]}" for k in defaults if k in m and not same(k)) or "defaults"
-            by_setting.setdefault(diff, []).append(r.value)
-        for setting, vals in by_setting.items():
-            rows.append({"task": task, "model": model, "setting": setting, "metric": f"{metric}",
+            run = runs.loc[r.run_id]
+            setup = f"custom {run.config_id}" if run.setup == "custom" else run.setup
+            by_setting.setdefault((diff, setup), []).append(r.value)
+        for (setting, setup), vals in by_setting.items():
+            rows.append({"task": task, "model": model, "setting": setting, "config": setup, "metric": f"{metric}",
                          "value": _fmt(vals, scale=100 if metric == "accuracy" else 1, digits=2 if metric == "accuracy" else 4)})
     return pd.DataFrame(rows)
 
 
-def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation")) -> dict:
-    df = results.load(paths)
+def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), include_reduced: bool = False) -> dict:
+    df = load_rows(paths)
+    curves = load_curves(paths) if "pretrain" in tables else None
+    if df.empty and (curves is None or curves.empty):
+        raise UserError(f"no result rows under {', '.join(map(str, paths))} (expected run folders with a result.csv)")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     if "lra" in tables:
-        table, summary = lra_table(df)
-        note = ("Test accuracy (%), mean ± std over seeds (n = seeds). '—' = not run; FAIL = diverged/failed. "
-                "Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. "
-                "† = substitute data (not comparable with published numbers). ‡ = the cell pools runs of "
-                "different configurations (a seed occurs more than once): report one configuration per folder.")
+        table, summary = lra_table(df, include_reduced)
+        note = "\n\n".join([
+            "Test accuracy (%), mean ± std over seeds (n = seeds that finished; seeds that diverged or failed are "
+            "counted beside n). '—' = not run; FAIL = no seed finished. Avg = mean of the five tasks without "
+            "Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
+            "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; custom = "
+            "other settings (lra_summary.csv lists them); not recorded = no config.yaml beside the rows. "
+            "* = less than the reference budget (fewer steps, smaller batches or capped splits): a smoke run, "
+            "not comparable with the published rows. † = substitute data (not comparable with published numbers). "
+            "‡ = the cell pools runs of different configurations (or one seed twice): report one configuration "
+            "per folder. Chance = a constant guess.", *table.attrs.get("notes", [])])
         written["lra"] = _write(out / "lra_table", table, "LRA", note)
-        summary.to_csv(out / "lra_summary.csv", index=False)
+        results.atomic_write_text(out / "lra_summary.csv", summary.to_csv(index=False))
     if "pretrain" in tables:
-        table = pretrain_table(load_curves(paths), df)
+        table = pretrain_table(curves, df)
         note = ("Base = the GPT baseline's final validation NLL (nats/token); Ours = WaveletGPT's at the same step; "
                 "steps-to-match = first evaluated step at which WaveletGPT reaches Base; speed-ups = baseline "
                 "steps (wall-clock) / WaveletGPT's at that point; loss gain = relative NLL reduction at equal steps.")
+        if table.Corpus.str.endswith("‡").any() if len(table) else False:
+            note += " ‡ = a model's runs on this corpus span more than one configuration: the row pools them."
         written["pretrain"] = _write(out / "pretrain_table", table, "Pre-training", note)
     if "ablation" in tables:
-        table = ablation_table(df, paths)
+        table = ablation_table(df)
         written["ablation"] = _write(out / "ablation_table", table, "Ablations",
-                                     "One row per wavelet setting that ran (settings that differ from the defaults).")
-    return written
+                                     "One row per wavelet setting that ran (settings that differ from the defaults) "
+                                     "and configuration (reference, a preset, or custom with the id of its "
+                                     "configuration): runs of different configurations are never averaged together.")
+    return {k: v for k, v in written.items() if v is not None}
 
 
-def _write(stem: Path, table: pd.DataFrame, title: str, note: str) -> Path:
-    table.to_csv(stem.with_suffix(".csv"), index=False)
-    md = f"## {title}\n\n" + (markdown(table) if len(table) else "(no runs yet)") + f"\n\n{note}\n"
+def _write(stem: Path, table: pd.DataFrame, title: str, note: str) -> Path | None:
+    """The table as CSV and Markdown; an empty table is not written (a CSV of no columns is a lone newline)."""
+    if table.empty:
+        print(f"{title}: no rows for this table in these results; {stem.name}.csv/.md not written", file=sys.stderr)
+        return None
+    results.atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
+    md = f"## {title}\n\n" + markdown(table) + f"\n\n{note}\n"
     results.atomic_write_text(stem.with_suffix(".md"), md)
     print(md)
     return stem.with_suffix(".md")

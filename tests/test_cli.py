@@ -15,19 +15,20 @@ def test_run_end_to_end_then_report_and_plot(tmp_path, capsys):
     out = cli("run", "--task", "listops", "--model", "wavelet", "--device", "cpu", "--out", str(tmp_path / "runs"),
               "--no-progress", *TINY)
     assert "test accuracy" in out.stdout and "results:" in out.stdout
+    assert "note: a smoke run (batch_size 8 < 32, max_steps 12 < 5000 of the reference" in out.stdout  # 12 steps: a low accuracy is expected
     result = out.stdout.split("results:")[1].strip()
     df = pd.read_csv(result)
     assert (df.task == "listops").all() and (df.model == "wavelet").all()
 
     assert main(["run", "--task", "listops", "--model", "gpt", "--device", "cpu", "--out", str(tmp_path / "runs"),
                  "--no-progress", *TINY]) == 0
-    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), "--include-reduced"]) == 0
     table = (tmp_path / "rep" / "lra_table.md").read_text()
     lines = {ln.split("|")[1].strip(): ln for ln in table.splitlines() if ln.startswith("| ")}
     assert "(n=1)" in lines["wavelet"] and "(n=1)" in lines["gpt"]
-    assert lines["wavelet"].count("—") == 5  # five tasks not run are missing, not zero
+    assert lines["wavelet"].count("—") == 5 and "| custom |" in lines["wavelet"]  # not run: missing, not zero
     assert "published" in table and "54.39" in table
-    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "fig")]) == 0
+    assert main(["plot", str(tmp_path / "runs"), "--out", str(tmp_path / "fig"), "--include-reduced"]) == 0
     assert (tmp_path / "fig" / "curves_listops.png").stat().st_size > 1000
     assert (tmp_path / "fig" / "lra_accuracy.png").is_file()
 
@@ -95,6 +96,11 @@ def test_closed_stdout_pipe_exits_quietly():
     (["run", "--task", "listops", "--model", "gpt", "--preset", "quik"], "did you mean 'quick'"),
     (["run", "--model", "gpt"], "no task given"),
     (["frobnicate"], "invalid choice"),
+    (["run", "--task", "listops", "--model", "gpt", "--seed", "-1"], "seed must be an integer in [0, 4294967295], got -1"),
+    (["run", "--task", "listops", "--model", "gpt", "--seed", "12345678901234567890"], "seed must be an integer in"),
+    (["run", "--task", "listops", "--model", "gpt", "--resume", "--force"], "--resume and --force contradict"),
+    (["run", "--task", "listops", "--model", "gpt", "--set", "model.head_dim=0"], "model.head_dim must be positive"),
+    (["run", "--task", "listops", "--model", "gpt", "--set", "train.min_lr_ratio=5"], "must lie in [0, 1]"),
     (["report", "/no/such/runs"], "/no/such/runs: no such file or folder"),
     (["plot", "/no/such/runs"], "/no/such/runs: no such file or folder"),
 ])
@@ -165,4 +171,34 @@ def test_a_failing_sweep_cell_is_recorded_and_reported_as_fail(tmp_path, capsys,
     df = pd.concat(pd.read_csv(p) for p in tmp_path.rglob("result.csv"))
     assert set(df[df.model == "wavelet"].status) == {"failed"}
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
-    assert "| wavelet | FAIL |" in (tmp_path / "rep" / "lra_table.md").read_text()
+    # the failed cell left no config.yaml: it is shown (with its count), not hidden among the reduced runs
+    assert "| wavelet | not recorded | FAIL (1 failed) |" in (tmp_path / "rep" / "lra_table.md").read_text()
+
+
+def test_version_and_the_command_list(capsys):
+    from lra_wavelet import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"lra_wavelet {__version__}"
+    assert main([]) == 2  # no command: usage error, with the list of commands
+    err = capsys.readouterr().err
+    assert all(c in err for c in ("run", "sweep", "report", "plot", "validate", "prepare", "list"))
+
+
+def test_bad_config_and_out_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    from lra_wavelet import train as T
+
+    monkeypatch.setattr(T, "train", lambda *a, **k: pytest.fail("train() reached"))
+    binary = tmp_path / "cfg.yaml"
+    binary.write_bytes(bytes(range(256)))
+    (tmp_path / "file").write_text("")
+    for args, match in [(["--config", str(binary)], "cfg.yaml: not a UTF-8 text file"),
+                        (["--out", str(tmp_path / "file")], "file: exists and is not a folder"),
+                        (["--out", str(tmp_path / "file" / "runs")], "is a file, not a folder")]:
+        assert main(["run", "--task", "listops", "--model", "gpt", *args]) == 2
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1
+    monkeypatch.setattr(os, "access", lambda *a: False)  # an unwritable folder (the tests may run as root)
+    assert main(["run", "--task", "listops", "--model", "gpt", "--out", str(tmp_path / "new")]) == 2
+    assert "is not writable" in capsys.readouterr().err

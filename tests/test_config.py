@@ -92,3 +92,56 @@ def test_lra_data_fills_data_dir_unless_a_config_sets_it(tmp_path, monkeypatch):
     C.save(saved, tmp_path / "config.yaml")
     again = C.resolve(config_file=str(tmp_path / "config.yaml"))
     assert again.task.data_dir is None and again.hash == saved.hash
+
+
+def test_a_hyphenated_task_reads_only_its_own_yaml_unless_it_names_a_family(tmp_path, monkeypatch):
+    """A new task 'image-parity' must not inherit Image's 35,000 steps; text-1000 shares text.yaml by declaring it."""
+    from lra_wavelet.data.image import ImageTask
+    from lra_wavelet.registry import TASKS
+
+    monkeypatch.setitem(TASKS._items, "image-parity", type("ImageParity", (ImageTask,), {}))
+    cfg = C.resolve("image-parity", "gpt")
+    assert cfg.train.max_steps == C.TrainConfig().max_steps and cfg.train.batch_size == C.TrainConfig().batch_size
+    assert C.resolve("image", "gpt").train.max_steps == 35000
+    assert C.task_yaml_path("text-1000").name == "text.yaml"  # declared: yaml_family = "text"
+    assert C.task_yaml_path("pathfinder-easy").name == "pathfinder.yaml"
+    assert C.resolve("text-1000", "gpt").train.max_steps == C.resolve("text", "gpt").train.max_steps
+    monkeypatch.setitem(TASKS._items, "image-typo", type("ImageTypo", (ImageTask,), {"yaml_family": "imag"}))
+    with pytest.raises(UserError, match="task 'image-typo' shares tasks/imag.yaml .*does not exist"):
+        C.resolve("image-typo", "gpt")
+
+
+@pytest.mark.parametrize("sets,match", [
+    (("model.head_dim=0",), "model.head_dim must be positive"),
+    (("train.min_lr_ratio=5",), "train.min_lr_ratio must lie in \\[0, 1\\]"),
+    (("train.min_lr_ratio=-0.1",), "train.min_lr_ratio must lie in \\[0, 1\\]"),
+    (("seed=-1",), "seed must be an integer in \\[0, 4294967295\\], got -1"),
+    (("seed=12345678901234567890",), "seed must be an integer in \\[0, 4294967295\\]"),
+])
+def test_out_of_range_values_are_errors(sets, match):
+    with pytest.raises(UserError, match=match):
+        C.resolve("listops", "gpt", sets=sets)
+
+
+def test_a_binary_config_file_is_a_one_line_error(tmp_path):
+    f = tmp_path / "cfg.yaml"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    with pytest.raises(UserError, match="cfg.yaml: not a UTF-8 text file") as e:
+        C.resolve("listops", "gpt", config_file=str(f))
+    assert "\n" not in str(e.value)
+
+
+def test_deviations_name_what_changes_numbers_only():
+    ref = C.resolve("listops", "gpt").to_dict()
+    quick = C.resolve("listops", "gpt", "quick", sets=("seed=3", "train.log_every=1", "task.data_dir=/x")).to_dict()
+    dev = C.deviations(quick, ref)
+    assert dev["train.max_steps"] == (quick["train"]["max_steps"], ref["train"]["max_steps"])
+    assert not {"seed", "train.log_every", "task.data_dir"} & set(dev)
+    assert C.deviations(ref, ref) == {}
+
+
+def test_reduced_names_less_budget_only():
+    devs = {"train.max_steps": (80, 5000), "model.d_model": (32, 512), "task.n_train": (2000, None),
+            "train.batch_size": (8, 32), "train.grad_accum": (4, 1)}
+    assert set(C.reduced(devs)) == {"train.max_steps", "task.n_train"}  # 8 x 4 accumulated = the batch of 32
+    assert set(C.reduced({"train.max_steps": (9000, 5000), "train.batch_size": (8, 32)})) == {"train.batch_size"}

@@ -112,6 +112,8 @@ class Task:
     n_classes: int = 0  # lm: 0
     pad_id: Optional[int] = 0  # None: no position is padding
     chance: float = 0.0  # accuracy of a constant majority-free guess (lm: not applicable)
+    headline_metric: Optional[str] = None  # what tables report (test split); None: accuracy, lm: loss (nats/token)
+    yaml_family: Optional[str] = None  # a variant sharing tasks/<family>.yaml (text-1000: text); None: its own only
     description: str = ""
     default_source: str = "generated"  # what `list tasks` shows when no data dir is given
 

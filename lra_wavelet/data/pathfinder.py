@@ -235,6 +235,7 @@ class Pathfinder(Task):
 class PathfinderIntermediate(Pathfinder):
     """Pathfinder-32, contour length 9."""
 
+    yaml_family = "pathfinder"
     difficulty = "intermediate"
     description = "Pathfinder 32x32, intermediate (contour length 9)"
 
@@ -243,6 +244,7 @@ class PathfinderIntermediate(Pathfinder):
 class PathfinderEasy(Pathfinder):
     """Pathfinder-32, contour length 6 (the 'baseline' set)."""
 
+    yaml_family = "pathfinder"
     difficulty = "easy"
     description = "Pathfinder 32x32, easy (contour length 6)"
 
@@ -260,6 +262,7 @@ class PathX(Pathfinder):
 class PathXIntermediate(PathX):
     """Path-X, contour length 9."""
 
+    yaml_family = "pathx"
     difficulty = "intermediate"
     description = "Path-X 128x128, intermediate (contour length 9)"
 
@@ -268,5 +271,6 @@ class PathXIntermediate(PathX):
 class PathXEasy(PathX):
     """Path-X, contour length 6."""
 
+    yaml_family = "pathx"
     difficulty = "easy"
     description = "Path-X 128x128, easy (contour length 6)"

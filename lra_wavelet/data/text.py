@@ -233,4 +233,5 @@ class Text1000(Text):
 
     Config = Text1000Config
     seq_len = 1000
+    yaml_family = "text"
     description = "byte-level IMDb sentiment, 1000 bytes (LRA Text, the benchmark repo's config)"

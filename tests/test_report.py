@@ -1,0 +1,182 @@
+"""report and plot on hand-made run folders (config.yaml + result.csv + metrics.jsonl, no training)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from lra_wavelet import config as C
+from lra_wavelet import report, results
+from lra_wavelet.cli import main
+
+
+def make_run(root, task="listops", model="gpt", seed=0, preset=None, sets=(), status="ok", value=0.3,
+             step=None, data_source="generated", curve=(0.2, 0.3)):
+    """A run folder as train() leaves it; step defaults to the config's max_steps."""
+    cfg = C.resolve(task, model, preset, sets=(*sets, f"seed={seed}"))
+    run_id = f"{task}-{model}-s{seed}-{cfg.hash}"
+    d = root / task / model / run_id
+    C.save(cfg, d / "config.yaml")
+    step = cfg.train.max_steps if step is None else step
+    base = dict(run_id=run_id, task=task, task_version=1, data_source=data_source, model=model, n_params=10,
+                seed=seed, step=step, tokens_seen=0, wall_time_s=1.0, status=status, config_hash=cfg.hash,
+                git_sha="x", device="cpu", schema_version=1)
+    rows = [dict(base, split="val", metric="accuracy", value=curve[-1])]
+    if status == "ok":
+        rows.append(dict(base, split="test", metric="accuracy", value=value))
+    results.write_rows(d / "result.csv", rows)
+    pts = [{"step": (i + 1) * 10, "split": "val", "loss": 1.0, "accuracy": a, "wall_time_s": i}
+           for i, a in enumerate(curve)]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pts))
+    return d
+
+
+def lines_of(md: str) -> dict:
+    return {tuple(c.strip() for c in ln.split("|")[1:3]): ln for ln in md.splitlines() if ln.startswith("| ")}
+
+
+def test_cells_count_unfinished_seeds_and_leave_reduced_runs_out_unless_asked(tmp_path, capsys):
+    for seed, v in enumerate([0.35, 0.36, 0.37]):
+        make_run(tmp_path, seed=seed, value=v)
+    make_run(tmp_path, seed=3, status="diverged", step=40)  # stopped early, as a diverged run does
+    make_run(tmp_path, preset="quick", value=0.15)  # a smoke run: less than the reference budget
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra"]) == 0
+    md = (tmp_path / "rep" / "lra_table.md").read_text()
+    rows = lines_of(md)
+    assert "36.00 ± 1.00 (n=3, 1 diverged)" in rows[("gpt", "reference")]
+    assert not any(k[0] == "gpt" and k[1] != "reference" for k in rows)
+    assert "Left out: 1 run(s) with less than the reference budget (1 ok)" in md and "--include-reduced" in md
+    assert rows[("Chance", "constant guess")].split("|")[3].strip() == "10.00"  # ListOps: 10 classes
+    assert "[1] Tay et al., ICLR 2021, LRA Table 1" in md and ("Transformer (published)", "published [1]") in rows
+
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra", "--include-reduced"]) == 0
+    rows = lines_of((tmp_path / "rep" / "lra_table.md").read_text())
+    assert "15.00 (n=1) *" in rows[("gpt", "preset quick")]
+    summary = pd.read_csv(tmp_path / "rep" / "lra_summary.csv")
+    quick = summary[summary.setup == "preset quick"].iloc[0]
+    assert quick.reduced and "train.max_steps" in quick.deviations and quick.chance == pytest.approx(10.0)
+
+
+def test_all_seeds_diverged_is_fail_with_the_count(tmp_path):
+    for seed in (0, 1):
+        make_run(tmp_path, model="wavelet", seed=seed, status="diverged", step=2)
+    table, _ = report.lra_table(report.load_rows([tmp_path]))
+    assert dict(zip(table.Model, table.ListOps))["wavelet"] == "FAIL (2 diverged)"
+
+
+def test_different_configurations_are_never_pooled_silently(tmp_path, capsys):
+    for seed in (0, 1):
+        make_run(tmp_path, model="wavelet", seed=seed, sets=("model.d_model=32",), value=0.2)
+    make_run(tmp_path, model="wavelet", seed=2, sets=("model.d_model=64",), value=0.3)
+    table, summary = report.lra_table(report.load_rows([tmp_path]))
+    cell = dict(zip(table.Model, table.ListOps))["wavelet"]
+    assert "(n=3)" in cell and cell.endswith("‡") and int(summary.configurations.iloc[0]) == 2
+    abl = report.ablation_table(report.load_rows([tmp_path]))
+    assert len(abl) == 2 and abl.config.nunique() == 2  # one row per configuration, not one pooled "defaults"
+    assert sorted(abl.value) == ["20.00 ± 0.00 (n=2)", "30.00 (n=1)"]
+
+
+def test_empty_and_truncated_result_files_are_warnings_naming_the_file(tmp_path, capsys):
+    for seed in (0, 1, 2):
+        make_run(tmp_path, seed=seed)
+    files = sorted(tmp_path.rglob("result.csv"))
+    files[0].write_text(files[0].read_text().splitlines()[0] + "\n")  # a header and no rows
+    text = files[1].read_text()
+    files[1].write_text(text[: text.rindex(",ok,")])  # cut in the middle of the last row
+    df = report.load_rows([tmp_path])
+    err = capsys.readouterr().err
+    assert f"{files[0]}: a header and no rows" in err and f"{files[1]}: line 3 incomplete" in err
+    assert len(df[df.split == "test"]) == 1 and len(df[df.run_id == files[1].parent.name]) == 1
+
+
+def _corrupt(tmp_path, what):
+    d = make_run(tmp_path)
+    if what == "binary result.csv":
+        (d / "result.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00" * 20)
+        return d / "result.csv", "not a text CSV"
+    if what == "non-numeric value":
+        (d / "result.csv").write_text((d / "result.csv").read_text().replace(",0.3,", ",abc,"))
+        return d / "result.csv", ":2: column 'value' holds 'abc'; expected a number"
+    if what == "bad config.yaml":
+        (d / "config.yaml").write_text("task: [unclosed\n")
+        return d / "config.yaml", "is not valid YAML"
+    if what == "config.yaml of another kind":
+        (d / "config.yaml").write_text("lr: 3\n")
+        return d / "config.yaml", "expected a saved run config"
+    if what == "torn metrics line":
+        (d / "metrics.jsonl").write_text('{"step": 10, "split": "val", "lo\n{"step": 20, "split": "val"}\n')
+        return d / "metrics.jsonl", ":1: not a JSON record"
+    if what == "binary metrics.jsonl":
+        (d / "metrics.jsonl").write_bytes(b"\xff\xfe\x00\x01" * 10)
+        return d / "metrics.jsonl", "not a text file"
+    if what == "non-numeric metric":
+        (d / "metrics.jsonl").write_text('{"step": 10, "split": "val", "loss": "high"}\n')
+        return d / "metrics.jsonl", ":1: 'loss' is 'high'; expected a number"
+    raise AssertionError(what)
+
+
+@pytest.mark.parametrize("what", ["binary result.csv", "non-numeric value", "bad config.yaml",
+                                  "config.yaml of another kind", "torn metrics line", "binary metrics.jsonl",
+                                  "non-numeric metric"])
+@pytest.mark.parametrize("cmd", ["report", "plot"])
+def test_corrupt_inputs_are_one_line_errors_naming_the_file(tmp_path, capsys, what, cmd):
+    path, match = _corrupt(tmp_path, what)
+    assert main([cmd, str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and match in err and err.count("\n") == 1, err
+
+
+def test_a_torn_last_metrics_line_is_a_warning(tmp_path, capsys):
+    d = make_run(tmp_path, curve=(0.2, 0.3, 0.4))
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write('{"step": 40, "spl')  # killed mid-write
+    curves = report.load_curves([tmp_path])
+    assert sorted(curves.step) == [10, 20, 30] and f"{d / 'metrics.jsonl'}:4: torn last line" in capsys.readouterr().err
+
+
+def test_no_results_and_out_onto_a_file_are_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for cmd in ("report", "plot"):
+        assert main([cmd, str(tmp_path / "empty"), "--out", str(tmp_path / "rep")]) == 2
+        err = capsys.readouterr().err
+        assert "no r" in err and str(tmp_path / "empty") in err and err.count("\n") == 1
+    assert not (tmp_path / "rep").exists()
+    make_run(tmp_path / "runs")
+    (tmp_path / "file").write_text("keep me")
+    for cmd in ("report", "plot"):
+        assert main([cmd, str(tmp_path / "runs"), "--out", str(tmp_path / "file")]) == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "keep me"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0  # classification only
+    assert not (tmp_path / "rep" / "pretrain_table.csv").exists()  # no lone-newline CSV for an empty table
+    assert (tmp_path / "rep" / "lra_summary.csv").read_text().startswith("model,setup,task,")
+    assert "Pre-training: no rows" in capsys.readouterr().err
+
+
+def test_headline_metric_and_chance_come_from_the_task():
+    assert report.headline_metric("listops") == "accuracy" and report.headline_metric("retrieval") == "accuracy"
+    assert report.headline_metric("text8") == "loss"
+    assert report._chance("text") == 0.5 and report._chance("image") == 0.1
+
+
+def test_figures_keep_colours_order_markers_and_error_bars(tmp_path):
+    from lra_wavelet import plot
+
+    assert plot.model_colour("wavelet") == plot.model_colour("wavelet") != plot.model_colour("gpt")
+    assert plot.model_colour("my-new-model") == plot.model_colour("my-new-model")
+    for seed, v in enumerate([0.3, 0.4]):
+        make_run(tmp_path, task="image", seed=seed, value=v, curve=(0.3,))  # one evaluation per run
+        make_run(tmp_path, task="listops", seed=seed, value=v, curve=(0.3,))
+    make_run(tmp_path, task="text", value=0.6, data_source="substitute")
+    _, summary = report.lra_table(report.load_rows([tmp_path]))
+    ax = plot.lra_chart(summary).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ListOps", "Text", "Image"]  # LRA order
+    heights = sorted(round(b.get_height(), 6) for b in ax.patches if b.get_height() > 0)
+    assert heights == [35.0, 35.0, 60.0]
+    assert any(c.has_yerr for c in ax.containers)
+    assert [b.get_hatch() for b in ax.patches if round(b.get_height()) == 60] == ["//"]
+    curves = report.load_curves([tmp_path])
+    ax = plot.curve_figure("image", curves[curves.task == "image"]).axes[0]
+    assert ax.lines[0].get_marker() == "o"  # a single evaluation shows as a point
+    assert ax.lines[0].get_color() == plot.model_colour("gpt") or \
+        tuple(ax.lines[0].get_color()[:3]) == tuple(plot.model_colour("gpt"))
