@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -227,7 +228,12 @@ class Task:
         """The arrays of `src.build(found)`, built once under a key of inputs, settings and version."""
         d = self.cache_dir(source=src.kind, inputs=content_key(src.inputs(found)), extra=src.key(found))
         if not (d / "meta.json").is_file():
-            build_once(d, lambda tmp: _write_built(tmp, src.build(found), self.kind))
+            def make(tmp: Path) -> None:
+                t0 = time.perf_counter()
+                built = src.build(found)
+                _write_built(tmp, built, self.name, round(time.perf_counter() - t0, 1))
+
+            build_once(d, make)
         self.source, self.cache_path = src.kind, d
         self.meta = json.loads((d / "meta.json").read_text())
         arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(d.glob("*.npy"))}
@@ -325,15 +331,15 @@ class Task:
                 "vocab_size": self.vocab_size, "data_source": self.source, "version": self.version}
 
 
-def _write_built(d: Path, built: dict, kind: str) -> None:
+def _write_built(d: Path, built: dict, task: str, seconds: float) -> None:
     """Store what a source built: x_<split>/y_<split>.npy (or <split>.npy for token streams) + meta.json."""
     built = dict(built)
-    meta = built.pop("meta", {}) or {}
+    meta = dict(built.pop("meta", None) or {}, build_seconds=seconds)
     for split, v in built.items():
         if isinstance(v, tuple):
             x, y = v
             if len(y) == 0:
-                raise UserError(f"the {split} split came out empty; check the source data")
+                raise UserError(f"{task}: the {split} split came out empty; check the source data")
             np.save(d / f"x_{split}.npy", np.ascontiguousarray(x))
             np.save(d / f"y_{split}.npy", np.asarray(y, dtype=np.int64))
         else:
