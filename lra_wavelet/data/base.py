@@ -276,7 +276,7 @@ class Task:
 
     def export_hf(self, out: Path) -> Path:
         """Write the splits (after caps) as a Hugging Face DatasetDict (`datasets.load_from_disk(out)`)."""
-        from .hub import export_dataset_dict
+        from ._hub import export_dataset_dict
 
         return export_dataset_dict(self, Path(out))
 
