@@ -363,21 +363,32 @@ def content_key(paths: Iterable[Path]) -> Optional[str]:
     """Digest of every file under `paths` (folders walked): resolved path, size and modification time.
 
     Any input edited, added or removed changes it, so a changed input is never served from a stale cache.
+    (os.scandir, not Path.rglob: an IMDb tree of 50,000 files takes a fraction of a second.)
     """
     paths = [Path(p) for p in paths]
     if not paths:
         return None
     h = hashlib.sha256()
+
+    def walk(d: str, rel: str) -> None:
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.is_dir():
+                walk(e.path, rel + e.name + "/")
+            elif e.is_file():
+                st = e.stat()
+                h.update(f"{rel}{e.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+
     for p in paths:
-        files = [p] if not p.is_dir() else sorted(q for q in p.rglob("*") if q.is_file())
-        h.update(str(p.resolve()).encode())
-        for f in files:
-            try:
-                st = f.stat()
-            except FileNotFoundError:
-                h.update(f"{f}:missing".encode())
-                continue
-            h.update(f"{f.relative_to(p) if f != p else ''}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        h.update(f"{p.resolve()}\n".encode())
+        if p.is_dir():
+            walk(str(p), "")
+        elif p.is_file():
+            st = p.stat()
+            h.update(f":{st.st_size}:{st.st_mtime_ns}\n".encode())
+        else:
+            h.update(b":missing\n")
     return h.hexdigest()[:16]
 
 
