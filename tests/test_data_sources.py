@@ -1,6 +1,5 @@
 """The one data layer: which source is picked, Hugging Face copies and ids, export, a safe and honest cache."""
 
-import io
 import multiprocessing
 import os
 from pathlib import Path
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 
 from lra_wavelet.cli import main
+from lra_wavelet.data import text8
 from lra_wavelet.data._common import ids_to_bytes
 from lra_wavelet.data.image import ImageConfig, ImageTask, grayscale
 from lra_wavelet.data.listops import ListOps, ListOpsConfig, encode, write_tsv
@@ -123,6 +123,11 @@ def test_export_hf_writes_the_ready_splits_as_a_dataset_dict(tmp_path, capsys):
         dd["train"].info.description
     assert main(args) == 2  # the folder is not empty now: refused before any work, nothing overwritten
     assert len(datasets.load_from_disk(str(tmp_path / "hf"))["train"]) == 20
+    (tmp_path / "text8").write_text("the cat sat on the mat " * 40)  # an LM stream: chunks of seq_len tokens
+    t8 = text8.Text8(text8.Text8Config(name="text8", data_dir=str(tmp_path), seq_len=16))
+    dd = datasets.load_from_disk(str(t8.export_hf(tmp_path / "t8")))
+    assert {len(r) for r in dd["train"]["input_ids"][:-1]} == {16}
+    assert np.array_equal(np.concatenate(dd["test"]["input_ids"]), t8.splits()["test"].tokens)
 
 
 def test_which_source_names_the_source_or_what_to_install_without_building(tmp_path, monkeypatch):

@@ -185,16 +185,16 @@ def export_dataset_dict(task, out: Path) -> Path:
     validation / test; the task, version, data_source and settings in the dataset description."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--export-hf {out}: exists and is not an empty folder")
+    from dataclasses import asdict
+
     import datasets
     import pyarrow as pa
 
     from .base import StreamSplit
 
-    def ids(a: np.ndarray):
+    def ids(a: np.ndarray):  # (N, L) -> N fixed-size lists, without a copy per row
         a = np.ascontiguousarray(a)
         return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[-1])
-
-    from dataclasses import asdict
 
     meta = json.dumps({"task": task.name, "version": task.version, "data_source": task.source,
                        "settings": asdict(task.cfg)}, default=str)
@@ -202,9 +202,8 @@ def export_dataset_dict(task, out: Path) -> Path:
     for k, s in task.splits().items():
         if isinstance(s, StreamSplit):
             tok = np.asarray(s.tokens)
-            L = task.seq_len
-            starts = np.arange(0, len(tok), L)
-            cols = {"input_ids": pa.array([tok[a:a + L] for a in starts], type=pa.list_(pa.from_numpy_dtype(tok.dtype)))}
+            offsets = np.append(np.arange(0, len(tok), task.seq_len), len(tok)).astype(np.int64)
+            cols = {"input_ids": pa.LargeListArray.from_arrays(offsets, pa.array(tok))}
         else:
             x, y = np.asarray(s.x), np.asarray(s.y)
             cols = {"input_ids1": ids(x[:, 0]), "input_ids2": ids(x[:, 1])} if x.ndim == 3 else {"input_ids": ids(x)}
