@@ -205,13 +205,21 @@ class Task:
 
     def pick(self) -> tuple[Source, Any]:
         """The first available source and what it found, or a UserError saying how to get one."""
-        hints = []
+        hints, error = [], None
         for src in self.sources():
-            found = src.locate()
+            if error is not None and src.kind != "hf":
+                break  # only a Hub id the user named may stand in for a data dir that lacks this task's files
+            try:
+                found = src.locate()
+            except UserError as e:
+                error = e
+                continue
             if found is not None:
                 return src, found
             if src.missing:
                 hints.append(src.missing)
+        if error is not None:
+            raise error
         raise UserError(f"task '{self.name}': no data source is available: " + "; or ".join(hints))
 
     def which_source(self) -> str:
