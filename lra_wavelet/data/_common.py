@@ -58,7 +58,8 @@ def mixed_order(n: int) -> np.ndarray:
 
 
 def cached(d: Path, build: Callable[[], dict], names: tuple = SPLITS) -> dict:
-    """Splits from cache dir `d`, building them once with `build()` -> {split: (x, y)}.
+    """Splits from cache dir `d`, building them once with `build()` -> {split: (x, y)}: the cache helper of a
+    task that implements `load` itself (tasks with `sources()` get theirs from `Task.cached_arrays`).
 
     Arrays are stored as x_<split>.npy / y_<split>.npy and memory-mapped on every later load.
     """

@@ -278,9 +278,13 @@ class Task:
             raise UserError(f"{out}: export folder exists and is not empty")
         if out.exists():
             out.rmdir()
-        save_arrays(out, **arrays)
-        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        return out
+
+        def write(tmp: Path) -> None:
+            for k, v in arrays.items():
+                np.save(tmp / f"{k}.npy", v)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+        return build_once(out, write, lock=False)  # the user's folder: no lock file beside it
 
     def export_hf(self, out: Path) -> Path:
         """Write the splits (after caps) as a Hugging Face DatasetDict (`datasets.load_from_disk(out)`)."""
@@ -416,14 +420,14 @@ def _locked(lock: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def build_once(path: Path, make: Callable[[Path], None]) -> Path:
+def build_once(path: Path, make: Callable[[Path], None], lock: bool = True) -> Path:
     """Folder `path`, made once: `make(tmp)` fills a private temporary folder that is then renamed into
-    place, under a lock, so concurrent callers wait for the first one and a killed build leaves nothing
-    half-written."""
+    place, under a lock file beside it (`lock`), so concurrent callers wait for the first one and a killed
+    build leaves nothing half-written."""
     if path.is_dir():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.with_name(path.name + ".lock")):
+    with _locked(path.with_name(path.name + ".lock")) if lock else contextlib.nullcontext():
         if path.is_dir():
             return path
         tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp", dir=path.parent))
