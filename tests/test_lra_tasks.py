@@ -208,6 +208,7 @@ def test_retrieval_keeps_the_first_10000_bytes_of_each_text(tmp_path):
 @pytest.mark.parametrize("bad, match", [
     (["1", "a", "b", "only four"], r"new_aan_pairs.eval.tsv:2: expected 5 tab-separated columns .* got 4"),
     (["yes", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label 'yes' is not a number"),
+    (["\u0661", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label '\u0661' is not a number"),
     (["2", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label '2' is not 0 or 1"),
     (["0.5", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label '0.5' is not 0 or 1"),
 ])

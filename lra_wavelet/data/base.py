@@ -175,11 +175,12 @@ class Task:
         self.source = self.default_source
         self.meta: dict = {}
         self._splits: Optional[dict] = None
-        max_len = getattr(cfg, "max_len", None)  # tasks with a truncation length take it as their seq_len
-        if max_len is not None:
-            if max_len <= 0:
-                raise UserError(f"task.max_len must be positive, got {max_len}")
-            self.seq_len = max_len
+        for key in ("max_len", "seq_len"):  # a truncation length or an LM context is the task's seq_len
+            n = getattr(cfg, key, None)
+            if n is not None:
+                if n <= 0:
+                    raise UserError(f"task.{key} must be positive, got {n}")
+                self.seq_len = n
 
     # -- what subclasses declare ---------------------------------------------------------
     def sources(self) -> list[Source]:
@@ -235,13 +236,13 @@ class Task:
     def cached_arrays(self, src: Source, found) -> dict:
         """The arrays of `src.build(found)`, built once under a key of inputs, settings and version."""
         d = self.cache_dir(source=src.kind, inputs=content_key(src.inputs(found)), extra=src.key(found))
-        if not (d / "meta.json").is_file():
-            def make(tmp: Path) -> None:
-                t0 = time.perf_counter()
-                built = src.build(found)
-                _write_built(tmp, built, self.name, round(time.perf_counter() - t0, 1))
 
-            build_once(d, make)
+        def make(tmp: Path) -> None:
+            t0 = time.perf_counter()
+            built = src.build(found)
+            _write_built(tmp, built, self.name, round(time.perf_counter() - t0, 1))
+
+        build_once(d, make)  # a folder there is complete: it only ever appears by an atomic rename
         self.source, self.cache_path = src.kind, d
         self.meta = json.loads((d / "meta.json").read_text())
         arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(d.glob("*.npy"))}

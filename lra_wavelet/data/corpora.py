@@ -97,12 +97,6 @@ class _Corpus(Task):
     unit = "tokens"  # what a stream counts, for the error when a split is shorter than one window
     volatile = Task.volatile + ("seq_len", "max_chars")  # windows and caps cut the cached streams
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        if cfg.seq_len < 1:
-            raise UserError(f"task.seq_len must be positive, got {cfg.seq_len}")
-        self.seq_len = cfg.seq_len
-
     def corpus(self, arrays: dict, meta: dict) -> dict:
         """What a build returns: the three streams in the corpus's dtype, and its meta (incl. its `name`)."""
         return {**{k: np.ascontiguousarray(arrays[k], dtype=self.dtype) for k in SPLITS}, "meta": meta}

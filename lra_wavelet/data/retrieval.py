@@ -76,9 +76,11 @@ def read_aan_tsv(path: Path, max_len: int, progress: bool = True) -> tuple[np.nd
                 raise UserError(f"{path}:{lineno}: expected 5 tab-separated columns "
                                 f"(label, id1, id2, text1, text2), got {len(row)}")
             try:
-                label = float(row[0])
+                label = float(row[0]) if row[0].isascii() else None  # float() reads '١' (Arabic-Indic 1) as 1
             except ValueError:
-                raise UserError(f"{path}:{lineno}: label {row[0]!r} is not a number (expected 0 or 1)") from None
+                label = None
+            if label is None:
+                raise UserError(f"{path}:{lineno}: label {row[0]!r} is not a number (expected 0 or 1)")
             if label not in (0.0, 1.0):
                 raise UserError(f"{path}:{lineno}: label {row[0]!r} is not 0 or 1")
             y[n] = int(label)
