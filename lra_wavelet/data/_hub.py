@@ -142,6 +142,8 @@ def load_hub(task, dataset_id: str) -> dict:
             raise UserError(f"task.hf={dataset_id}: not in the Hugging Face cache "
                             f"({datasets.config.HF_DATASETS_CACHE}) and not downloadable here "
                             f"({type(e).__name__}); {how}") from None
+        except ValueError as e:  # e.g. a dataset that needs a configuration name or remote code
+            raise UserError(f"task.hf={dataset_id}: {str(e).splitlines()[0]}") from None
     out = {}
     for s in task.hub_splits:
         name = next((n for n in SPLIT_NAMES[s] if n in dd), None)
