@@ -243,7 +243,7 @@ class Task:
             _write_built(tmp, built, self.name, round(time.perf_counter() - t0, 1))
 
         build_once(d, make)  # a folder there is complete: it only ever appears by an atomic rename
-        self.source, self.cache_path = src.kind, d
+        self.source = src.kind
         self.meta = json.loads((d / "meta.json").read_text())
         arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(d.glob("*.npy"))}
         if src.notice is not None:
