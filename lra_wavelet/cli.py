@@ -159,10 +159,12 @@ def cmd_validate(a) -> int:
 
 
 def cmd_prepare(a) -> int:
+    """Build a task's cache once; optionally export its ready splits (npy for task.prepared, or a DatasetDict)."""
     TASKS, _ = _registries()
     cfg = _resolve(a, model=a.model or "gpt")
-    if a.export and Path(a.export).exists() and not Path(a.export).is_dir():  # before any data is made
-        raise UserError(f"--export {a.export}: exists and is not a folder")
+    for flag, d in (("--export", a.export), ("--export-hf", a.export_hf)):  # checked before any data is made
+        if d and Path(d).exists() and (not Path(d).is_dir() or any(Path(d).iterdir())):
+            raise UserError(f"{flag} {d}: exists and is not an empty folder")
     task = TASKS.get(cfg.task.name)(cfg.task)
     splits = task.splits()
     sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
@@ -172,6 +174,9 @@ def cmd_prepare(a) -> int:
     if a.export:
         out = task.export(Path(a.export))
         print(f"exported to {out}; use it anywhere with --set task.prepared={out}")
+    if a.export_hf:
+        out = task.export_hf(Path(a.export_hf))
+        print(f"exported a Hugging Face DatasetDict to {out}; read it with datasets.load_from_disk('{out}')")
     return 0
 
 
@@ -307,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="build a task's data cache once")
     _common(pr)
     pr.add_argument("--export", metavar="DIR", help="also write the splits to DIR, loadable with task.prepared=DIR")
+    pr.add_argument("--export-hf", metavar="DIR",
+                    help="also write the splits to DIR as a Hugging Face DatasetDict (datasets.load_from_disk)")
     pr.set_defaults(fn=cmd_prepare)
 
     ls = sub.add_parser("list", help="list registered tasks or models")

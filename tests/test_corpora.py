@@ -10,6 +10,8 @@ import pytest
 
 from lra_wavelet.data import audio as au
 from lra_wavelet.data import corpora as co
+from lra_wavelet.data import maestro, rawaudio, text8
+from lra_wavelet.data.standins.rdata import read_lazyload
 from lra_wavelet.data.base import StreamSplit
 from lra_wavelet.errors import UserError
 
@@ -29,10 +31,10 @@ def _task(cls, **kw):
 
 
 def test_text8_normalise_follows_text8():
-    assert co.text8_normalise("Hello, World!\n In 1996 -- Café  déjà_vu") == \
+    assert text8.text8_normalise("Hello, World!\n In 1996 -- Café  déjà_vu") == \
         b"hello world in one nine nine six cafe deja vu"
-    ids = co.text8_ids(b"ab z", "x")
-    assert ids.tolist() == [1, 2, 0, 26] and co.text8_decode(ids) == "ab z"
+    ids = text8.text8_ids(b"ab z", "x")
+    assert ids.tolist() == [1, 2, 0, 26] and text8.text8_decode(ids) == "ab z"
 
 
 def _words(n_chars, seed=0):
@@ -45,13 +47,13 @@ def _words(n_chars, seed=0):
 def test_text8_file_splits_90_5_5_and_round_trips(tmp_path):
     text = _words(4000)
     (tmp_path / "text8").write_text(text)
-    t = _task(co.Text8, seq_len=16, data_dir=str(tmp_path))
+    t = _task(text8.Text8, seq_len=16, data_dir=str(tmp_path))
     s = t.splits()
     assert t.source == "official" and t.kind == "lm" and t.vocab_size == 27 and t.pad_id is None
     n = len(text)
     assert [len(s[k].tokens) for k in co.SPLITS] == [n * 90 // 100, n * 95 // 100 - n * 90 // 100, n - n * 95 // 100]
     assert all(isinstance(v, StreamSplit) for v in s.values())
-    assert co.text8_decode(np.concatenate([s[k].tokens for k in co.SPLITS])) == text
+    assert text8.text8_decode(np.concatenate([s[k].tokens for k in co.SPLITS])) == text
 
 
 def test_text8_cache_and_zip(tmp_path, monkeypatch):
@@ -59,12 +61,12 @@ def test_text8_cache_and_zip(tmp_path, monkeypatch):
     with zipfile.ZipFile(tmp_path / "text8.zip", "w") as z:
         z.writestr("text8", text)
     monkeypatch.setenv("TEXT8_PATH", str(tmp_path / "text8.zip"))
-    t = _task(co.Text8, seq_len=8, max_chars=2000)
+    t = _task(text8.Text8, seq_len=8, max_chars=2000)
     s = t.splits()
     assert [len(s[k].tokens) for k in co.SPLITS] == [1800, 100, 100]
-    assert co.text8_decode(s["train"].tokens) == text[:1800]
-    monkeypatch.setattr(co.Text8, "_build_official", lambda *a: pytest.fail("rebuilt instead of using the cache"))
-    s2 = _task(co.Text8, seq_len=8).splits()
+    assert text8.text8_decode(s["train"].tokens) == text[:1800]
+    monkeypatch.setattr(text8.Text8, "_build_official", lambda *a: pytest.fail("rebuilt instead of using the cache"))
+    s2 = _task(text8.Text8, seq_len=8).splits()
     assert isinstance(s2["train"].tokens, np.memmap) and len(s2["train"].tokens) == len(text) * 90 // 100
 
 
@@ -72,14 +74,14 @@ def test_text8_bad_byte_and_small_corpus_name_the_file(tmp_path):
     bad = tmp_path / "text8"
     bad.write_text("hello World")
     with pytest.raises(UserError, match=r"text8.*'W'.*offset 6"):
-        _task(co.Text8, seq_len=4, path=str(bad)).splits()
+        _task(text8.Text8, seq_len=4, path=str(bad)).splits()
     small = tmp_path / "small"
     small.write_text(_words(300))
     with pytest.raises(UserError, match=r"small: the val split has 15 characters, fewer than one window"):
-        _task(co.Text8, seq_len=32, path=str(small)).splits()
+        _task(text8.Text8, seq_len=32, path=str(small)).splits()
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"empty: no text8 found"):
-        _task(co.Text8, data_dir=str(tmp_path / "empty")).splits()
+        _task(text8.Text8, data_dir=str(tmp_path / "empty")).splits()
 
 
 def _rser(obj) -> bytes:
@@ -117,27 +119,27 @@ def _fake_debian(root):
 
 def test_text8_stand_in_from_debian_sources(tmp_path, capsys):
     _fake_debian(tmp_path)
-    books = co.read_lazyload(tmp_path / "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb")
+    books = read_lazyload(tmp_path / "usr/lib/R/site-library/janeaustenr/data/Rdata.rdb")
     assert books["emma"][:3] == ["EMMA", "", "Emma Woodhouse, handsome, clever, and rich."]
-    t = _task(co.Text8, seq_len=8, system_root=str(tmp_path))
+    t = _task(text8.Text8, seq_len=8, system_root=str(tmp_path))
     s = t.splits()
     assert t.source == "substitute" and "warning: text8" in capsys.readouterr().err
     n = [len(s[k].tokens) for k in co.SPLITS]
     assert abs(n[1] / sum(n) - 0.05) < 0.01 and abs(n[2] / sum(n) - 0.05) < 0.01
     # the corpus before it is cut into blocks: every source, no translation, no dictionary markup
     t.interleave = lambda ids: {k: ids for k in co.SPLITS}
-    text = co.text8_decode(t._build_substitute(t._substitute_sources(tmp_path))[0]["train"])
+    text = text8.text8_decode(t._build_substitute(t._substitute_sources(tmp_path))["train"])
     for phrase in ("to cause a liquid to curdle", "runs two tasks per cpu", "emma woodhouse handsome clever"):
         assert phrase in text
     assert "translated" not in text and "webster" not in text and "co ag u late" not in text
-    assert sorted(np.concatenate([s[k].tokens for k in co.SPLITS]).tolist()) == sorted(co.text8_ids(
+    assert sorted(np.concatenate([s[k].tokens for k in co.SPLITS]).tolist()) == sorted(text8.text8_ids(
         text.encode()).tolist())  # the blocks of the three splits are exactly the corpus
 
 
 def test_text8_stand_in_without_sources_says_how_to_install(tmp_path):
     with pytest.raises(UserError, match="apt-get install -y --no-install-recommends dict-gcide linux-doc-6.1 "
                                         "r-cran-janeaustenr"):
-        _task(co.Text8, system_root=str(tmp_path)).splits()
+        _task(text8.Text8, system_root=str(tmp_path)).splits()
 
 
 # ============================================================================= music
@@ -245,7 +247,7 @@ def test_maestro_splits_and_corrupt_file_is_a_counted_skip(tmp_path, capsys):
     d = _maestro(tmp_path, [("train", "2004/a.midi", piece), ("train", "2004/bad.midi", b"MThd\x00\x00garbage"),
                             ("train", "2004/b.midi", piece[::-1]), ("validation", "2004/c.midi", piece[:15]),
                             ("test", "2004/d.midi", piece[5:])])
-    t = _task(co.Music, seq_len=16, data_dir=str(tmp_path), workers=1)
+    t = _task(maestro.Music, seq_len=16, data_dir=str(tmp_path), workers=1)
     s = t.splits()
     assert t.source == "official" and t.vocab_size == 389
     err = capsys.readouterr().err
@@ -254,7 +256,7 @@ def test_maestro_splits_and_corrupt_file_is_a_counted_skip(tmp_path, capsys):
     np.testing.assert_array_equal(s["val"].tokens, want_val)
     assert (s["train"].tokens == mu.DOC).sum() == 2 and s["train"].tokens.dtype == np.uint16
     # a second load comes from the cache and still reports the skip
-    _task(co.Music, seq_len=16, data_dir=str(tmp_path)).splits()
+    _task(maestro.Music, seq_len=16, data_dir=str(tmp_path)).splits()
     assert "bad.midi" in capsys.readouterr().err
 
 
@@ -262,13 +264,13 @@ def test_maestro_bad_inputs(tmp_path):
     d = _maestro(tmp_path / "x", [("train", "a.midi", b"not midi"), ("validation", "b.midi", b""),
                                   ("test", "c.midi", b"MThd")])
     with pytest.raises(UserError, match=r"maestro-v3.0.0.csv: no readable MIDI files \(3 of 3 failed, e.g. .*a.midi"):
-        _task(co.Music, path=str(d), workers=1).splits()
+        _task(maestro.Music, path=str(d), workers=1).splits()
     (d / "maestro-v3.0.0.csv").write_text("split,midi_filename\ntrain,a.midi\ndev,b.midi\n")
     with pytest.raises(UserError, match=r"maestro-v3.0.0.csv:3: split 'dev'"):
-        _task(co.Music, path=str(d)).splits()
+        _task(maestro.Music, path=str(d)).splits()
     d2 = _maestro(tmp_path / "y", [(sp, f"{sp}.midi", [(0, 100, 60, 80)]) for sp in ("train", "validation", "test")])
     with pytest.raises(UserError, match=r"maestro-v3.0.0.csv: the train split has 5 tokens, fewer than one window"):
-        _task(co.Music, path=str(d2), workers=1).splits()
+        _task(maestro.Music, path=str(d2), workers=1).splits()
 
 
 CHORALES = ("bach/bwv281.krn", "bach/bwv165.6.mxl", "bach/bwv66.6.mxl")  # three short scores
@@ -285,7 +287,7 @@ def test_music21_stand_in_split_by_work(tmp_path, capsys, monkeypatch, parsed_sc
     from lra_wavelet.data import music as mu
 
     monkeypatch.setattr(mu, "music21_cache", lambda: parsed_scores)
-    t = _task(co.Music, seq_len=16, music21_include=CHORALES, workers=1)
+    t = _task(maestro.Music, seq_len=16, music21_include=CHORALES, workers=1)
     s = t.splits()
     assert t.source == "substitute" and "warning: music: no MAESTRO folder" in capsys.readouterr().err
     assert all((s[k].tokens == mu.DOC).sum() == 1 for k in co.SPLITS)  # one chorale per split
@@ -359,7 +361,7 @@ def _wavs(folder, lengths, sr=16000):
 def test_audio_folder_task_skips_non_audio_and_splits_by_file(tmp_path, capsys):
     _wavs(tmp_path / "audio", [1000 + 10 * i for i in range(10)])
     (tmp_path / "audio" / "README.txt").write_text("not audio")
-    t = _task(co.Audio, seq_len=32, data_dir=str(tmp_path))
+    t = _task(rawaudio.Audio, seq_len=32, data_dir=str(tmp_path))
     s = t.splits()
     assert t.source == "official" and t.vocab_size == 256
     err = capsys.readouterr().err
@@ -367,22 +369,22 @@ def test_audio_folder_task_skips_non_audio_and_splits_by_file(tmp_path, capsys):
     lens = [len(s[k].tokens) for k in co.SPLITS]
     assert sum(lens) == sum(1000 + 10 * i for i in range(10))
     assert all(n in range(1000, 1100) for n in lens[1:])  # one file each in val and test
-    capped = _task(co.Audio, seq_len=32, path=str(tmp_path / "audio"), max_seconds=0.2).splits()
+    capped = _task(rawaudio.Audio, seq_len=32, path=str(tmp_path / "audio"), max_seconds=0.2).splits()
     assert [len(capped[k].tokens) for k in co.SPLITS] == [2880, 160, 160]
 
 
 def test_audio_folder_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="empty: empty folder"):
-        _task(co.Audio, path=str(tmp_path / "empty")).splits()
+        _task(rawaudio.Audio, path=str(tmp_path / "empty")).splits()
     (tmp_path / "text").mkdir()
     for i in range(3):
         (tmp_path / "text" / f"{i}.wav").write_text("not really a wav")
     with pytest.raises(UserError, match=r"text: 0 readable audio file\(s\) \(of 3\).*unreadable: 0.wav"):
-        _task(co.Audio, path=str(tmp_path / "text")).splits()
+        _task(rawaudio.Audio, path=str(tmp_path / "text")).splits()
     _wavs(tmp_path / "tiny", [100, 100, 100])
     with pytest.raises(UserError, match=r"tiny: the train split has 100 samples, fewer than one window"):
-        _task(co.Audio, path=str(tmp_path / "tiny")).splits()
+        _task(rawaudio.Audio, path=str(tmp_path / "tiny")).splits()
 
 
 def test_renderers_make_piano_audio():
@@ -405,7 +407,7 @@ def test_audio_stand_in_renders_scores(capsys, monkeypatch, parsed_scores):
     from lra_wavelet.data import music as mu
 
     monkeypatch.setattr(mu, "music21_cache", lambda: parsed_scores)
-    t = _task(co.Audio, seq_len=64, music21_include=CHORALES, renderer="additive", max_seconds=20, workers=1)
+    t = _task(rawaudio.Audio, seq_len=64, music21_include=CHORALES, renderer="additive", max_seconds=20, workers=1)
     s = t.splits()
     assert t.source == "substitute"
     assert "rendered to piano by additive synthesis" in capsys.readouterr().err

@@ -73,13 +73,20 @@ def test_generator_is_seeded_and_independent_of_workers():
 
 @pytest.mark.parametrize("content,match", [
     ("Source\tTarget\n( [MAX 1 2 ] )\n", "basic_train.tsv:2: expected 2 tab-separated columns"),
-    ("Source\tLabel\n1\t2\n", "basic_train.tsv:1: header .* lacks a column"),
+    ("Source\tLabel\n1\t2\n", "basic_train.tsv:1: header .*; expected the two columns 'Source<TAB>Target'"),
+    ("Source\tTarget\n1\t3\n( [MAX 1 2 ] )\t2\textra\n", "basic_train.tsv:3: expected 2 tab-separated columns .* got 3"),
+    ("Source\tTarget\tNote\n1\t3\tx\n", "basic_train.tsv:1: header .*; expected the two columns"),
+    ("Source\tTarget\n( [MAX 1 \x00 2 ] )\t2\n", "basic_train.tsv:2: NUL byte in the Source"),
+    ("Source\tTarget\n( [MAX 1 2 ] )\t\u0663\n", "basic_train.tsv:2: Target '\u0663' is not an integer label"),
+    ("Source\tTarget\n1\t3\n( [MAX caf\u00e9 ] )\t3\n".encode("latin-1"), "basic_train.tsv:3: not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "basic_train.tsv:1: not UTF-8 text"),
     ("Source\tTarget\n( ( [MAX 1 ) 2 ] )\tseven\n", "basic_train.tsv:2: Target 'seven' is not an integer"),
     ("Source\tTarget\n1\t3\n1\t12\n", "basic_train.tsv:3: Target 12 is outside 0-9"),
     ("", "empty file"),
 ])
 def test_malformed_tsv_names_file_and_line(tmp_path, content, match):
-    (tmp_path / "basic_train.tsv").write_text(content)
+    f = tmp_path / "basic_train.tsv"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     with pytest.raises(UserError, match=match):
         read_tsv(tmp_path / "basic_train.tsv", 2000)
 

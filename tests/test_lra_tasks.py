@@ -12,7 +12,8 @@ import pytest
 
 from lra_wavelet.data._common import ids_to_bytes, package_dir
 from lra_wavelet.data.image import ImageConfig, ImageTask, grayscale
-from lra_wavelet.data.retrieval import Retrieval, RetrievalConfig, make_pairs, parse_docs
+from lra_wavelet.data.retrieval import Retrieval, RetrievalConfig
+from lra_wavelet.data.standins.kernel_docs import make_pairs, parse_docs
 from lra_wavelet.data.text import Text, Text1000, TextConfig, Text1000Config
 from lra_wavelet.errors import UserError
 from lra_wavelet.registry import TASKS
@@ -93,7 +94,7 @@ def test_text_reads_a_datasets_parquet_copy(tmp_path):
     pd.DataFrame({"text": ["x"], "label": [-1]}).to_parquet(d / "unsupervised-00000-of-00001.parquet")
     task = Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=8))
     s = task.splits()
-    assert task.source == "hf" and len(s["train"]) == 2 and len(s["test"]) == 2  # `unsupervised` ignored
+    assert task.source == "official" and len(s["train"]) == 2 and len(s["test"]) == 2  # `unsupervised` ignored
     got = {ids_to_bytes(r): int(v) for r, v in zip(s["train"].x, s["train"].y)}
     assert got == {"bad \u00e9".encode(): 0, b"good": 1}
     pd.DataFrame({"text": ["a"], "labels": [0]}).to_parquet(d / "test-00000-of-00001.parquet")
@@ -207,6 +208,7 @@ def test_retrieval_keeps_the_first_10000_bytes_of_each_text(tmp_path):
 @pytest.mark.parametrize("bad, match", [
     (["1", "a", "b", "only four"], r"new_aan_pairs.eval.tsv:2: expected 5 tab-separated columns .* got 4"),
     (["yes", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label 'yes' is not a number"),
+    (["\u0661", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label '\u0661' is not a number"),
     (["2", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label '2' is not 0 or 1"),
     (["0.5", "a", "b", "t1", "t2"], r"new_aan_pairs.eval.tsv:2: label '0.5' is not 0 or 1"),
 ])
@@ -352,7 +354,7 @@ def test_image_reads_a_datasets_parquet_copy_like_the_pickles(tmp_path):
         pd.DataFrame({"img": cells, "label": list(range(10))}).to_parquet(d / f"{split}-00000-of-00001.parquet")
     task = ImageTask(ImageConfig(name="image", data_dir=str(tmp_path)))
     s = task.splits()
-    assert task.source == "hf" and [len(s[k]) for k in ("train", "val", "test")] == [9, 1, 10]
+    assert task.source == "official" and [len(s[k]) for k in ("train", "val", "test")] == [9, 1, 10]
     assert np.array_equal(s["test"].x, grayscale(rgb)) and s["test"].y.tolist() == list(range(10))
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the byte-level and image tasks: byte ids, cached splits, table files, notices.
+"""Shared pieces of the tasks: byte ids, labels, stand-in notices, and the older cache helpers.
 
 A module whose name starts with `_` registers nothing and is skipped by `data/__init__.py`.
 """
@@ -58,7 +58,8 @@ def mixed_order(n: int) -> np.ndarray:
 
 
 def cached(d: Path, build: Callable[[], dict], names: tuple = SPLITS) -> dict:
-    """Splits from cache dir `d`, building them once with `build()` -> {split: (x, y)}.
+    """Splits from cache dir `d`, building them once with `build()` -> {split: (x, y)}: the cache helper of a
+    task that implements `load` itself (tasks with `sources()` get theirs from `Task.cached_arrays`).
 
     Arrays are stored as x_<split>.npy / y_<split>.npy and memory-mapped on every later load.
     """
@@ -104,70 +105,15 @@ def package_dir(name: str) -> Optional[Path]:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-# ----------------------------------------------------------------------------- parquet / Arrow copies
-
-# Where a `datasets` copy keeps a split's files, relative to its directory. Covers the hub layout
-# (plain_text/train-00000-of-00001.parquet), `save_to_disk` (train/data-00000-of-00001.arrow) and
-# the datasets cache (plain_text/0.0.0/<hash>/imdb-train.arrow). Exact split names only, so that
-# IMDb's `unsupervised` split never matches `train`.
-_TABLE_PATTERNS = ("{s}-*.parquet", "{s}.parquet", "{s}/*.parquet", "{s}/*.arrow", "*-{s}.arrow",
-                   "*-{s}-*.arrow", "{s}-*.arrow")
-_TABLE_PREFIXES = ("", "plain_text/", "data/", "plain_text/*/*/")
-
-
-def table_files(root: Path, split: str) -> list[Path]:
-    """Parquet / Arrow files of `split` in a `datasets`-style copy under `root` (may be empty)."""
-    found: list[Path] = []
-    for pre in _TABLE_PREFIXES:
-        for pat in _TABLE_PATTERNS:
-            found += [p for p in root.glob(pre + pat.format(s=split)) if p.is_file()]
-    return sorted(set(found))
-
-
-def read_table(files: list[Path], columns: tuple):
-    """Concatenate `columns` of parquet / Arrow files into one pyarrow Table (pyarrow imported lazily).
-
-    A column given as a tuple of names takes the first one present and is renamed to the first name.
-    """
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError(f"{files[0]}: reading parquet/Arrow copies needs pyarrow: pip install pyarrow") from None
-    tables = []
-    for f in files:
-        try:
-            if f.suffix == ".parquet":
-                t = pq.read_table(f)
-            else:  # `datasets` writes Arrow IPC streams; plain Arrow files are accepted too
-                with pa.memory_map(str(f)) as src:
-                    try:
-                        t = pa.ipc.open_stream(src).read_all()
-                    except pa.ArrowInvalid:
-                        src.seek(0)
-                        t = pa.ipc.open_file(src).read_all()
-        except (pa.ArrowInvalid, OSError) as e:
-            raise UserError(f"{f}: not a readable parquet/Arrow file ({e})") from None
-        picked, names = [], []
-        for col in columns:
-            alts = (col,) if isinstance(col, str) else tuple(col)
-            have = [a for a in alts if a in t.column_names]
-            if not have:
-                raise UserError(f"{f}: missing column '{alts[0]}'; expected columns "
-                                f"{', '.join(c if isinstance(c, str) else '|'.join(c) for c in columns)}, "
-                                f"found {', '.join(t.column_names)}")
-            picked.append(have[0])
-            names.append(alts[0])
-        tables.append(t.select(picked).rename_columns(names))
-    return pa.concat_tables(tables)
-
-
 def int_labels(values, where: str, n_classes: int) -> np.ndarray:
-    """Integer labels in 0..n_classes-1 (1.0 is read as 1), or a UserError naming `where` and the row."""
+    """Integer labels in 0..n_classes-1 (1.0 is read as 1), or a UserError naming `where` and the row.
+
+    Only ASCII digits count: Python's float() would read '٣' (Arabic-Indic three) as 3.
+    """
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         try:
-            f = float(v)
+            f = float(v) if not isinstance(v, str) or v.isascii() else float("nan")
         except (TypeError, ValueError):
             f = float("nan")
         if not f.is_integer() or not 0 <= f < n_classes:

@@ -1,5 +1,18 @@
 """The task interface: a Task knows its shape (kind, seq_len, vocab, classes, pad) and yields splits.
 
+Where the data comes from is one mechanism for every task. A task declares its `sources()` in order of
+preference, each a `Source` of one kind:
+
+    official     the benchmark's own files under the data dir (any format, Hub-schema copies included)
+    hf           a Hugging Face dataset id (`task.hf`), read through the Hugging Face cache
+    generated    our implementation of the benchmark's generator
+    substitute   an offline stand-in from registry packages (numbers not comparable with published ones)
+
+The first source whose `locate()` finds its inputs is used; its kind is recorded as `data_source`. Its
+arrays are built once into `<cache>/<task>/<key>/` and memory-mapped on every later load, the key being
+the content of the inputs (paths, sizes, modification times), the settings that shape the arrays and
+the task version. `which_source()` answers which source would be used without building anything.
+
 Splits are plain numpy arrays so that every model and the one training loop can use every task:
 
     classify:  ArraySplit(x: (N, L) int, y: (N,) int)
@@ -12,19 +25,23 @@ sees exactly the data an uninterrupted run would) and `eval_batches(batch_size)`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 from ..config import TaskConfig
 from ..errors import UserError
 
-SOURCES = ("official", "generated", "hf", "substitute")
+SOURCES = ("official", "hf", "generated", "substitute")  # in the order a task prefers them
 
 
 def cache_root() -> Path:
@@ -98,10 +115,43 @@ class StreamSplit:
             yield self._windows(np.arange(s, min(s + batch_size, n)) * self.seq_len)
 
 
-class Task:
-    """Base class of every registered task. Subclasses set the class attributes and implement `load`.
+@dataclass
+class HubConfig(TaskConfig):
+    """Settings of a task that can also read its data from the Hugging Face Hub."""
 
-    `source` is set by `load` to one of SOURCES and ends up in every result row as `data_source`.
+    hf: Optional[str] = None  # a Hub dataset id with the task's Hub schema, e.g. stanfordnlp/imdb
+    allow_download: bool = False  # let `hf` fetch from the Hub; otherwise only the local Hugging Face cache is read
+
+
+@dataclass
+class Source:
+    """One place a task's data can come from (see the module docstring).
+
+    `locate()` returns what to read (a folder, a file list, a dataset id...) or None when this source is
+    not available here; a source the user asked for (a data dir, a path) that is not as expected raises
+    a UserError instead of falling through to the next one. `build(found)` returns {split: (x, y)} or
+    {split: tokens}, plus an optional "meta" dict kept beside the arrays. `inputs(found)` lists the files
+    or folders whose content keys the cache; `key(found)` adds anything else that shapes the arrays.
+    """
+
+    kind: str
+    locate: Callable[[], Any]
+    build: Callable[[Any], dict]
+    inputs: Callable[[Any], Iterable[Path]] = lambda found: ()
+    key: Callable[[Any], Any] = lambda found: None
+    missing: str = ""  # how to make this source available, for the error when no source is
+    notice: Optional[Callable[[Any], str]] = None  # substitute: what it is, for the one warning line
+
+    def __post_init__(self):
+        if self.kind not in SOURCES:
+            raise ValueError(f"source kind {self.kind!r} is not one of {', '.join(SOURCES)}")
+
+
+class Task:
+    """Base class of every registered task. Subclasses set the class attributes and declare `sources()`
+    (or, for a task outside the mechanism, implement `load`).
+
+    `source` is set on load to one of SOURCES and ends up in every result row as `data_source`.
     """
 
     Config = TaskConfig
@@ -116,22 +166,93 @@ class Task:
     yaml_family: Optional[str] = None  # a variant sharing tasks/<family>.yaml (text-1000: text); None: its own only
     description: str = ""
     default_source: str = "generated"  # what `list tasks` shows when no data dir is given
+    aliases: dict = {}  # a split a source does not build -> the one that stands in, e.g. {"val": "test"}
+    # settings that never change the cached arrays (caps, where to look, parallelism), left out of the key
+    volatile: tuple = ("name", "n_train", "n_val", "n_test", "prepared", "data_dir", "hf", "allow_download",
+                       "gen_workers", "sub_workers", "workers")
 
     def __init__(self, cfg: TaskConfig):
         self.cfg = cfg
         self.name = cfg.name or getattr(type(self), "registered_name", "")
         self.source = self.default_source
+        self.meta: dict = {}
         self._splits: Optional[dict] = None
-        max_len = getattr(cfg, "max_len", None)  # tasks with a truncation length take it as their seq_len
-        if max_len is not None:
-            if max_len <= 0:
-                raise UserError(f"task.max_len must be positive, got {max_len}")
-            self.seq_len = max_len
+        for key in ("max_len", "seq_len"):  # a truncation length or an LM context is the task's seq_len
+            n = getattr(cfg, key, None)
+            if n is not None:
+                if n <= 0:
+                    raise UserError(f"task.{key} must be positive, got {n}")
+                self.seq_len = n
 
-    # -- what subclasses implement -------------------------------------------------------
-    def load(self) -> dict:
-        """Return {'train': split, 'val': split, 'test': split} and set self.source."""
+    # -- what subclasses declare ---------------------------------------------------------
+    def sources(self) -> list[Source]:
+        """The task's sources, in order of preference."""
         raise NotImplementedError
+
+    def assemble(self, arrays: dict) -> dict:
+        """Cached arrays ({'x_train': ..., 'y_train': ...} or {'train': tokens}) -> {split: split object}."""
+        out = {}
+        for k in ("train", "val", "test"):
+            if k in arrays or f"y_{k}" in arrays:
+                out[k] = StreamSplit(arrays[k], self.seq_len) if self.kind == "lm" else \
+                    ArraySplit(arrays[f"x_{k}"], arrays[f"y_{k}"])
+        for k, same in self.aliases.items():
+            out.setdefault(k, out[same])
+        return out
+
+    # -- the one mechanism -----------------------------------------------------------------
+    def load(self) -> dict:
+        """{'train', 'val', 'test'} splits from the first available source, built once into the cache."""
+        src, found = self.pick()
+        return self.assemble(self.cached_arrays(src, found))
+
+    def pick(self) -> tuple[Source, Any]:
+        """The first available source and what it found, or a UserError saying how to get one."""
+        hints, error = [], None
+        for src in self.sources():
+            if error is not None and src.kind != "hf":
+                break  # only a Hub id the user named may stand in for a data dir that lacks this task's files
+            try:
+                found = src.locate()
+            except UserError as e:
+                error = e
+                continue
+            if found is not None:
+                return src, found
+            if src.missing:
+                hints.append(src.missing)
+        if error is not None:
+            raise error
+        raise UserError(f"task '{self.name}': no data source is available: " + "; or ".join(hints))
+
+    def which_source(self) -> str:
+        """The kind of source a load would use (official / hf / generated / substitute), without building
+        any arrays; a UserError (one line: what to install or pass) when none is available."""
+        if self.cfg.prepared:
+            return self._prepared_meta(Path(self.cfg.prepared).expanduser())["data_source"]
+        try:
+            return self.pick()[0].kind
+        except NotImplementedError:  # a task that implements `load` itself
+            return "official" if self.cfg.data_dir else self.default_source
+
+    def cached_arrays(self, src: Source, found) -> dict:
+        """The arrays of `src.build(found)`, built once under a key of inputs, settings and version."""
+        d = self.cache_dir(source=src.kind, inputs=content_key(src.inputs(found)), extra=src.key(found))
+
+        def make(tmp: Path) -> None:
+            t0 = time.perf_counter()
+            built = src.build(found)
+            _write_built(tmp, built, self.name, round(time.perf_counter() - t0, 1))
+
+        build_once(d, make)  # a folder there is complete: it only ever appears by an atomic rename
+        self.source = src.kind
+        self.meta = json.loads((d / "meta.json").read_text())
+        arrays = {p.stem: np.load(p, mmap_mode="r") for p in sorted(d.glob("*.npy"))}
+        if src.notice is not None:
+            from ._common import substitute_notice
+
+            substitute_notice(self.name, src.notice(found))
+        return arrays
 
     # -- shared machinery ----------------------------------------------------------------
     def splits(self) -> dict:
@@ -160,19 +281,36 @@ class Task:
             raise UserError(f"{out}: export folder exists and is not empty")
         if out.exists():
             out.rmdir()
-        save_arrays(out, **arrays)
-        (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        return out
 
-    def load_prepared(self, d: Path) -> dict:
+        def write(tmp: Path) -> None:
+            for k, v in arrays.items():
+                np.save(tmp / f"{k}.npy", v)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+        return build_once(out, write, lock=False)  # the user's folder: no lock file beside it
+
+    def export_hf(self, out: Path) -> Path:
+        """Write the splits (after caps) as a Hugging Face DatasetDict (`datasets.load_from_disk(out)`)."""
+        from ._hub import export_dataset_dict
+
+        return export_dataset_dict(self, Path(out))
+
+    def _prepared_meta(self, d: Path) -> dict:
         meta_path = d / "meta.json"
         if not meta_path.is_file():
             raise UserError(f"{d}: not a prepared folder (no meta.json); make one with `prepare --task {self.name} "
                             "--export DIR`")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{meta_path}: not a JSON file written by `prepare --export` ({e})") from None
         if meta.get("task") != self.name or meta.get("version") != self.version:
             raise UserError(f"{meta_path}: holds task '{meta.get('task')}' version {meta.get('version')}, "
                             f"expected '{self.name}' version {self.version}")
+        return meta
+
+    def load_prepared(self, d: Path) -> dict:
+        meta = self._prepared_meta(d)
         self.source = meta["data_source"]
         out = {}
         for k, kind in meta["splits"].items():
@@ -194,10 +332,9 @@ class Task:
         return root.joinpath(*parts)
 
     def fingerprint(self, **extra) -> str:
-        """Hash of the task's settings (minus split caps) and `extra`: names a cache entry."""
-        d = asdict(self.cfg)
-        for k in ("n_train", "n_val", "n_test"):
-            d.pop(k, None)
+        """Hash of the settings that shape the arrays (not the `volatile` ones), the task version and
+        `extra`: names a cache entry."""
+        d = {k: v for k, v in asdict(self.cfg).items() if k not in self.volatile}
         d.update(extra, task=self.name, version=self.version)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -209,28 +346,111 @@ class Task:
                 "vocab_size": self.vocab_size, "data_source": self.source, "version": self.version}
 
 
-def find_first(root: Path, candidates: list[str]) -> Optional[Path]:
-    """The first of `candidates` (paths relative to root) that exists, else None."""
+def _write_built(d: Path, built: dict, task: str, seconds: float) -> None:
+    """Store what a source built: x_<split>/y_<split>.npy (or <split>.npy for token streams) + meta.json."""
+    built = dict(built)
+    meta = dict(built.pop("meta", None) or {}, build_seconds=seconds)
+    for split, v in built.items():
+        if isinstance(v, tuple):
+            x, y = v
+            if len(y) == 0:
+                raise UserError(f"{task}: the {split} split came out empty; check the source data")
+            np.save(d / f"x_{split}.npy", np.ascontiguousarray(x))
+            np.save(d / f"y_{split}.npy", np.asarray(y, dtype=np.int64))
+        else:
+            np.save(d / f"{split}.npy", np.ascontiguousarray(v))
+    (d / "meta.json").write_text(json.dumps(meta, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------- folders and cache keys
+
+
+def first_dir(root: Path, candidates: Iterable[str], has: Callable[[Path], Any]) -> Optional[Path]:
+    """The first of root/<candidate> for which `has(path)` is true, else None: every folder search."""
     for c in candidates:
-        p = root / c
-        if p.exists():
+        p = root / c if c else root
+        if p.is_dir() and has(p):
             return p
     return None
 
 
-def save_arrays(path: Path, **arrays: np.ndarray) -> None:
-    """Write arrays as .npy files in `path` atomically (a temp dir renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for k, v in arrays.items():
-        np.save(tmp / f"{k}.npy", v)
-    if path.exists():  # another process won the race; keep theirs
-        import shutil
+def content_key(paths: Iterable[Path]) -> Optional[str]:
+    """Digest of every file under `paths` (folders walked): resolved path, size and modification time.
 
-        shutil.rmtree(tmp)
+    Any input edited, added or removed changes it, so a changed input is never served from a stale cache.
+    (os.scandir, not Path.rglob: an IMDb tree of 50,000 files takes a fraction of a second.)
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        return None
+    h = hashlib.sha256()
+
+    def walk(d: str, rel: str) -> None:
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.is_dir():
+                walk(e.path, rel + e.name + "/")
+            elif e.is_file():
+                st = e.stat()
+                h.update(f"{rel}{e.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+
+    for p in paths:
+        h.update(f"{p.resolve()}\n".encode())
+        if p.is_dir():
+            walk(str(p), "")
+        elif p.is_file():
+            st = p.stat()
+            h.update(f":{st.st_size}:{st.st_mtime_ns}\n".encode())
+        else:
+            h.update(b":missing\n")
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(lock: Path):
+    """An exclusive lock on file `lock` (others wait), where the platform has flock."""
+    try:
+        import fcntl
+    except ImportError:  # no flock: atomic renames alone still keep the cache consistent
+        yield
         return
-    os.replace(tmp, path)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_once(path: Path, make: Callable[[Path], None], lock: bool = True) -> Path:
+    """Folder `path`, made once: `make(tmp)` fills a private temporary folder that is then renamed into
+    place, under a lock file beside it (`lock`), so concurrent callers wait for the first one and a killed
+    build leaves nothing half-written."""
+    if path.is_dir():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_name(path.name + ".lock")) if lock else contextlib.nullcontext():
+        if path.is_dir():
+            return path
+        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp", dir=path.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the cache unreadable to the group
+        try:
+            make(tmp)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write arrays as .npy files in `path` once (see `build_once`); a folder already there is kept."""
+
+    def write(tmp: Path) -> None:
+        for k, v in arrays.items():
+            np.save(tmp / f"{k}.npy", v)
+
+    build_once(Path(path), write)
 
 
 def load_arrays(path: Path, *names: str, mmap: bool = True) -> list[np.ndarray]:

@@ -1,8 +1,9 @@
 """ListOps (LRA): nested MIN/MAX/MED/SM expressions over digits, 10-way classification of the value.
 
-Reads the official `listops-1000/basic_{train,val,test}.tsv` (header `Source\tTarget`, fully
-parenthesised sources). Without a data dir, an independent implementation of the benchmark's
-generator writes the same TSV format into the cache and the same reader reads it back.
+Sources, in order: the official `listops-1000/basic_{train,val,test}.tsv` (header `Source\tTarget`, fully
+parenthesised sources) or a Hugging Face copy with columns `Source`, `Target` under the data dir; a Hub
+id (`task.hf`); else an independent implementation of the benchmark's generator writes the same TSV
+format into the cache and the same reader reads it back.
 
 Tokenisation (the benchmark's since its 2021 fix): drop `(` and `)`, map `]` to `X`, split on
 whitespace, fixed id map below (pad 0, OOV last), truncate at 2000, pad with 0.
@@ -21,20 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TaskConfig
 from ..errors import UserError
 from ..registry import TASKS
-from .base import ArraySplit, Task, load_arrays, save_arrays
+from ._hub import hf_source, read_tables, table_layout
+from .base import ArraySplit, HubConfig, Source, Task, build_once, cache_root, first_dir
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 SYMBOLS = tuple(str(d) for d in range(10)) + OPERATORS + ("X",)
 VOCAB = {s: i + 1 for i, s in enumerate(SYMBOLS)}  # 0 is padding
 OOV_ID = len(SYMBOLS) + 1  # 16
 SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+TREE = "listops-1000/basic_{train,val,test}.tsv"
 
 
 @dataclass
-class ListOpsConfig(TaskConfig):
+class ListOpsConfig(HubConfig):
     max_len: int = 2000  # truncation / padding length of the token sequence
     # generator settings (used when no data dir is given): the benchmark's defaults
     gen_train: int = 96000
@@ -57,40 +59,70 @@ def encode(source: str, max_len: int) -> list[int]:
 
 
 def read_tsv(path: Path, max_len: int) -> ArraySplit:
-    """Read one official ListOps TSV into padded ids; errors name the file and line."""
+    """Read one official ListOps TSV into padded ids; errors name the file and line.
+
+    The file must be UTF-8 text with the header `Source<TAB>Target` and exactly two columns on every row.
+    """
     if not path.is_file():
         raise UserError(f"{path}: file not found (expected listops-1000/basic_{{train,val,test}}.tsv)")
     csv.field_size_limit(sys.maxsize)
-    xs, ys = [], []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None:
-            raise UserError(f"{path}: empty file (expected a header 'Source<TAB>Target')")
-        cols = [h.strip() for h in header]
-        if "Source" not in cols or "Target" not in cols:
-            raise UserError(f"{path}:1: header {header!r} lacks a column: expected 'Source<TAB>Target'")
-        si, ti = cols.index("Source"), cols.index("Target")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) <= max(si, ti):
-                raise UserError(f"{path}:{lineno}: expected {len(cols)} tab-separated columns, got {len(row)}")
-            label = row[ti].strip()
-            try:
-                y = int(label)
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: Target {label!r} is not an integer label 0-9") from None
-            if not 0 <= y <= 9:
-                raise UserError(f"{path}:{lineno}: Target {y} is outside 0-9")
-            xs.append(encode(row[si], max_len))
-            ys.append(y)
-    if not ys:
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path}: empty file (expected a header 'Source<TAB>Target')")
+            cols = [h.strip() for h in header]
+            if sorted(cols) != ["Source", "Target"]:
+                raise UserError(f"{path}:1: header {header!r}; expected the two columns 'Source<TAB>Target'")
+            si, ti = cols.index("Source"), cols.index("Target")
+
+            def rows():
+                for row in reader:
+                    if row:
+                        if len(row) != 2:
+                            raise UserError(f"{path}:{reader.line_num}: expected 2 tab-separated columns "
+                                            f"(Source, Target), got {len(row)}")
+                        yield f"{path}:{reader.line_num}", row[si], row[ti]
+
+            x, y = encode_rows(rows(), max_len)
+        except UnicodeDecodeError:
+            line, byte = _first_non_utf8(path)
+            raise UserError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); expected the ListOps TSV "
+                            "'Source<TAB>Target'") from None
+    if not len(y):
         raise UserError(f"{path}: no examples after the header")
+    return ArraySplit(x, y)
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int]:
+    """(line number, byte) of the first byte that is not UTF-8 (decoding reads ahead, so look again)."""
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return lineno, line[e.start]
+    return 0, 0
+
+
+def encode_rows(rows, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(where, source, target) rows -> x (N, max_len) uint8 ids, y (N,): the checks every format shares."""
+    xs, ys = [], []
+    for where, source, target in rows:
+        if "\0" in source:
+            raise UserError(f"{where}: NUL byte in the Source; expected ListOps tokens")
+        label = str(target).strip()
+        if not (label.isascii() and label.isdigit()):  # int() would read '٣' (Arabic-Indic 3) as 3
+            raise UserError(f"{where}: Target {label!r} is not an integer label 0-9")
+        if not 0 <= int(label) <= 9:
+            raise UserError(f"{where}: Target {int(label)} is outside 0-9")
+        xs.append(encode(source, max_len))
+        ys.append(int(label))
     x = np.zeros((len(xs), max_len), dtype=np.uint8)
     for i, ids in enumerate(xs):
         x[i, : len(ids)] = ids
-    return ArraySplit(x, np.asarray(ys, dtype=np.int64))
+    return x, np.asarray(ys, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- generating
@@ -193,12 +225,11 @@ class _Serial:
 
 
 def write_tsv(path: Path, rows) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    """Rows in the official format (header `Source<TAB>Target`); callers write into a private folder."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, delimiter="\t")
         w.writerow(["Source", "Target"])
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- the task
@@ -214,43 +245,64 @@ class ListOps(Task):
     pad_id = 0
     chance = 0.10
     description = "nested MIN/MAX/MED/SM expressions, value 0-9 (LRA ListOps)"
+    hub_columns = ("Source", "Target")
+    hub_splits = ("train", "val", "test")
 
-    def official_dir(self) -> Path | None:
+    def sources(self) -> list[Source]:
+        def generated(_):
+            d = self.generated_dir()
+            return self.read(("tsv", [d / f for f in SPLIT_FILES.values()]))
+
+        def inputs(found):
+            layout, files = found
+            return files if layout == "tsv" else [f for fs in files.values() for f in fs]
+
+        return [Source("official", self.official, self.read, inputs=inputs, missing=f"--data-dir with {TREE}"),
+                hf_source(self),
+                Source("generated", lambda: True, generated)]
+
+    def official(self):
+        """('tsv', [train, val, test files]) or ('table', {split: files}); None without a data dir."""
         root = self.data_dir()
         if root is None:
             return None
-        for cand in (root / "listops-1000", root / "lra_release" / "listops-1000", root / "listops", root):
-            if (cand / SPLIT_FILES["train"]).is_file():
-                return cand
-        raise UserError(
-            f"{root}: no ListOps files found; expected {root}/listops-1000/basic_{{train,val,test}}.tsv "
-            "(the lra_release layout)"
-        )
+        where = ("listops-1000", "lra_release/listops-1000", "listops", "")
+        d = first_dir(root, where, lambda d: (d / SPLIT_FILES["train"]).is_file())
+        if d is not None:
+            for f in SPLIT_FILES.values():
+                if not (d / f).is_file():
+                    raise UserError(f"{d / f}: file not found; the ListOps folder needs all three of "
+                                    f"basic_{{train,val,test}}.tsv")
+            return "tsv", [d / f for f in SPLIT_FILES.values()]
+        tables = table_layout(self, root, where)
+        if tables is not None:
+            return "table", tables
+        raise UserError(f"{root}: no ListOps files found; expected {root}/{TREE} (the lra_release layout) "
+                        "or a Hugging Face copy with columns Source, Target (DatasetDict.save_to_disk)")
+
+    def read(self, found) -> dict:
+        layout, files = found
+        if layout == "table":
+            return read_tables(self, files)
+        return {split: (s.x, s.y) for split, s in zip(SPLIT_FILES, (read_tsv(f, self.cfg.max_len) for f in files))}
+
+    def from_tables(self, tables: dict, where: str) -> dict:
+        out = {}
+        for split, t in tables.items():
+            rows = zip(t.column("Source").to_pylist(), t.column("Target").to_pylist())
+            x, y = encode_rows(((f"{where} [{split}] row {i}", s, v) for i, (s, v) in enumerate(rows)),
+                               self.cfg.max_len)
+            out[split] = (x, y)
+        return out
 
     def generated_dir(self) -> Path:
-        """Generate once into the cache, in the official TSV layout."""
+        """Generate once into the cache, in the official TSV layout (keyed by the generator settings)."""
         c = self.cfg
         gen = {k: v for k, v in vars(c).items() if k.startswith("gen_") and k != "gen_workers"}
-        d = self.cache_dir(generator=gen, stage="tsv")
-        if not (d / SPLIT_FILES["test"]).is_file():
-            d.mkdir(parents=True, exist_ok=True)
+        d = cache_root() / self.name / f"tsv-{self.fingerprint(generator=gen)}"
+
+        def make(tmp: Path) -> None:
             for split, rows in generate(c).items():
-                write_tsv(d / SPLIT_FILES[split], rows)
-        return d
+                write_tsv(tmp / SPLIT_FILES[split], rows)
 
-    def load(self) -> dict:
-        src_dir = self.official_dir()
-        self.source = "official" if src_dir is not None else "generated"
-        if src_dir is None:
-            src_dir = self.generated_dir()
-        return {split: self._tokenised(src_dir / fname) for split, fname in SPLIT_FILES.items()}
-
-    def _tokenised(self, tsv: Path) -> ArraySplit:
-        """Token ids cached next to a fingerprint of the file (path, size, mtime) and the settings."""
-        st = tsv.stat()
-        d = self.cache_dir(file=str(tsv.resolve()), size=st.st_size, mtime=st.st_mtime_ns, stage="ids")
-        if not (d / "x.npy").is_file():
-            split = read_tsv(tsv, self.cfg.max_len)
-            save_arrays(d, x=split.x, y=split.y)
-        x, y = load_arrays(d, "x", "y")
-        return ArraySplit(x, y)
+        return build_once(d, make)
