@@ -13,7 +13,7 @@ residual stream after each block (`post_block`) — WaveletGPT is the last kind.
 Two sets of conventions, each a config field: the decoders' (GPT-style, `ModelConfig` defaults) and the
 LRA benchmark's encoder (`LRAConfig`, used by transformer, fnet and wavspa), which google-research/
 long-range-arena's Flax code fixes as follows (models/transformer/transformer.py, models/layers/common_layers.py,
-flax.nn at flax 0.3):
+flax.deprecated.nn and flax.optim at flax 0.3):
   * init 'lra': token embeddings N(0, 1); attention q, k, v and output projections xavier-uniform, each on
     its own (d_model x qkv_dim) matrix, no biases; MLP kernels xavier-uniform, biases N(0, 1e-6); classifier
     head Flax's Dense default (LeCun normal: truncated at 2 sd, variance 1/fan_in), biases zero; CLS zero,
@@ -22,8 +22,8 @@ flax.nn at flax 0.3):
   * weight decay on every parameter (flax.optim.Adam decays all; read by train.make_optimizer);
   * mean pooling over every position, padding included; the benchmark's attention masks padded queries as
     well as keys (bias -1e10), so a padded position attends uniformly to all positions: reproduced here when
-    mean_pool is 'all' (the only readout that sees padded positions). Attention dropout on those uniform
-    weights is not reproduced (the rows are exact means);
+    the model mean-pools with mean_pool 'all' (the only readout that sees padded positions; such a model is
+    not pad-invariant). Attention dropout on those uniform rows is not reproduced (they are exact means);
   * retrieval: the two documents' first tokens (no CLS vector is prepended) and [e1, e2] to the MLP.
 One difference remains: the benchmark's CLS vector takes the padding mask of the first token, so a sequence
 that starts with padding has its CLS masked. Our CLS is always valid; no LRA task starts a sequence with
@@ -51,7 +51,7 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.causal, self.dropout = cfg.n_heads, causal, cfg.attn_dropout
         self.inner = cfg.qkv_dim or cfg.d_model
-        self.uniform_padded = cfg.mean_pool == "all"  # padded queries attend uniformly, as in the benchmark
+        self.uniform_padded = False  # padded queries attend uniformly, as in the benchmark (set by the model)
         self.qkv = nn.Linear(cfg.d_model, 3 * self.inner, bias=False)
         self.proj = nn.Linear(self.inner, cfg.d_model, bias=False)
 
@@ -150,7 +150,11 @@ class SequenceModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, self.make_mixer(i)) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.head = self.make_head(task, cfg)
-        self.pad_invariant = type(self).pad_invariant and not (self.pool_mode == "mean" and cfg.mean_pool == "all")
+        reads_padding = self.pool_mode == "mean" and cfg.mean_pool == "all"
+        for m in self.modules():  # the padded positions' attention is only observable when the readout averages them
+            if isinstance(m, Attention):
+                m.uniform_padded = reads_padding
+        self.pad_invariant = type(self).pad_invariant and not reads_padding
         self.reset_parameters()
 
     # -- what subclasses change ------------------------------------------------------------
