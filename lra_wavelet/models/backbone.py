@@ -113,6 +113,13 @@ class LRAConfig(ModelConfig):
     gelu: Literal["exact", "tanh"] = "tanh"
 
 
+def _gpt_init(m: nn.Module) -> None:
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
 def _lecun_normal_(w: torch.Tensor) -> None:
     """Flax's Dense default: a normal truncated at 2 sd, rescaled to variance 1 / fan_in."""
     std = math.sqrt(1.0 / w.shape[1]) / 0.87962566103423978  # the sd of a standard normal truncated to (-2, 2)
@@ -182,16 +189,16 @@ class SequenceModel(nn.Module):
     def reset_parameters(self) -> None:
         """cfg.init 'gpt': every linear and embedding weight N(0, 0.02), biases zero. 'lra': the benchmark's
         initialisers (module docstring). Norms, CLS and learned positions are set where they are made."""
-        lra = self.cfg.init == "lra"
+        if self.cfg.init == "gpt":
+            self.apply(_gpt_init)  # (the same draws as before the switch existed: seeded runs repeat)
+            return
         for m in self.modules():
             if isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, std=1.0 if lra else 0.02)
+                nn.init.normal_(m.weight, std=1.0)
             elif isinstance(m, nn.Linear) and m.weight is not self.tok.weight:  # (tied: set as the embedding)
-                nn.init.xavier_uniform_(m.weight) if lra else nn.init.normal_(m.weight, std=0.02)
+                nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        if not lra:
-            return
         for m in self.modules():
             if isinstance(m, Attention):  # q, k and v are three matrices in the benchmark, each with its own fans
                 for w in m.qkv.weight.chunk(3):
