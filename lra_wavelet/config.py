@@ -52,19 +52,34 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    """Settings every model understands; a model subclasses this to add its own."""
+    """Settings every model understands; a model subclasses this to add its own (or to change defaults:
+    the LRA encoders' `LRAConfig` sets the benchmark's conventions, models/backbone.py)."""
 
     name: str = ""
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 2
     d_ff: int = 128
+    qkv_dim: Optional[int] = None  # total width of attention's queries/keys/values, over all heads (None: d_model)
     dropout: float = 0.1
     attn_dropout: float = 0.0
     pos: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
-    pool: Optional[Literal["cls", "mean", "last"]] = None  # None: the model's own default
+    # None: the model's own default. cls: a learned vector prepended to the sequence; first: the sequence's
+    # own first position (the benchmark's dual encoder); mean (see mean_pool); last: the last valid position
+    pool: Optional[Literal["cls", "first", "mean", "last"]] = None
+    mean_pool: Literal["all", "valid"] = "valid"  # mean over every position (padding too) or the valid ones
     head_dim: Optional[int] = None  # hidden width of the classifier MLP (None: d_ff)
     retrieval_combine: Literal["nli", "concat"] = "nli"  # [e1,e2,e1*e2,e1-e2] or the benchmark's [e1,e2]
+    init: Literal["gpt", "lra"] = "gpt"  # N(0, 0.02) everywhere, or the benchmark's Flax initialisers
+    weight_decay_on: Literal["matrices", "all"] = "matrices"  # weight matrices only, or every parameter
+    norm_eps: float = 1e-5  # LayerNorm epsilon (torch's default; Flax's is 1e-6)
+    gelu: Literal["exact", "tanh"] = "exact"  # the MLP's GELU: erf, or the tanh approximation (jax.nn.gelu)
+
+    def __post_init__(self):
+        if self.qkv_dim is not None and (self.qkv_dim <= 0 or (self.n_heads > 0 and self.qkv_dim % self.n_heads)):
+            raise ValueError(f"qkv_dim ({self.qkv_dim}) must be positive and divisible by n_heads ({self.n_heads})")
+        if not 0 < self.norm_eps < 1:
+            raise ValueError(f"norm_eps must lie in (0, 1), got {self.norm_eps}")
 
 
 @dataclass

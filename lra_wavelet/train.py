@@ -84,10 +84,12 @@ def lr_lambda(t: config_mod.TrainConfig):
 
 
 def make_optimizer(model: torch.nn.Module, t: config_mod.TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; weight matrices decay; biases, norms, 1-d parameters and parameters marked
-    `no_weight_decay` (wavelet filters) do not."""
+    """AdamW (decoupled weight decay, as flax.optim.Adam's). What decays is the model's `weight_decay_on`:
+    'all' (the LRA benchmark's: every parameter) or 'matrices' (biases, norms and other 1-d parameters do
+    not). Parameters marked `no_weight_decay` (wavelet filters, which decay would pull off their init) never do."""
+    on = getattr(getattr(model, "cfg", None), "weight_decay_on", "matrices")
     params = [p for p in model.parameters() if p.requires_grad]
-    decays = [p.dim() >= 2 and not getattr(p, "no_weight_decay", False) for p in params]
+    decays = [(on == "all" or p.dim() >= 2) and not getattr(p, "no_weight_decay", False) for p in params]
     decay = [p for p, d in zip(params, decays) if d]
     other = [p for p, d in zip(params, decays) if not d]
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": other, "weight_decay": 0.0}]

@@ -347,3 +347,184 @@ def test_fused_kernel_inside_torch_compile_matches_eager():
     # causal windows run in place when compiled: another order of float32 sums than the eager kernel
     torch.testing.assert_close(yc, op(x), rtol=1e-5, atol=2e-5)
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-5, atol=2e-5)
+
+
+# ----------------------------------------------------------------------------- the LRA benchmark's encoder
+
+# Parameter counts of the benchmark's Flax TransformerEncoder / TransformerDualEncoder at each task's
+# reference configuration (google-research/long-range-arena cd31e5c: embeddings, q/k/v/out without biases,
+# MLP and head Dense layers with biases, LayerNorms, CLS vector, learned positions where configured).
+LRA_PARAMS = {"listops": 8_948_746, "text": 3_486_722, "image": 248_458, "pathfinder": 26_530,
+              "retrieval": 1_087_618}
+
+
+@pytest.mark.parametrize("task_name", sorted(LRA_PARAMS))
+def test_transformer_at_each_reference_configuration_is_the_benchmarks_size(task_name):
+    from lra_wavelet import config as C
+    from lra_wavelet.registry import TASKS
+    from lra_wavelet.train import build_model
+
+    cfg = C.resolve(task_name, "transformer")
+    model = build_model(TASKS.get(task_name)(cfg.task), cfg.model)
+    assert model.n_params() == LRA_PARAMS[task_name]
+    if task_name == "pathfinder":  # the benchmark's config overrides only the ordinary dropout
+        assert (cfg.model.dropout, cfg.model.attn_dropout) == (0.2, 0.1)
+
+
+def _lra_and_gpt(name="transformer", **kw):
+    task = make_task("classify", L=16, vocab=50, classes=10)
+    torch.manual_seed(0)
+    dims = dict(n_layers=1, d_model=128, n_heads=4, d_ff=256, qkv_dim=64, **kw)
+    return build(name, task, **dims), dims
+
+
+def test_lra_initialisation_is_the_flax_models():
+    model, d = _lra_and_gpt()
+    D, Q, F_, H = d["d_model"], d["qkv_dim"], d["d_ff"], d["d_ff"]
+    assert model.tok.weight.std().item() == pytest.approx(1.0, rel=0.05)  # nn.Embed N(0, 1)
+    attn, mlp = model.blocks[0].mixer, model.blocks[0].mlp
+    assert attn.qkv.bias is None and attn.proj.bias is None and attn.qkv.weight.shape == (3 * Q, D)
+    for w, fan in [*((w, D + Q) for w in attn.qkv.weight.chunk(3)), (attn.proj.weight, Q + D),
+                   (mlp.fc.weight, D + F_), (mlp.proj.weight, F_ + D)]:  # xavier-uniform, each matrix its own fans
+        bound = math.sqrt(6 / fan)
+        assert w.abs().max() <= bound and w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    assert 0 < mlp.fc.bias.abs().max() < 1e-5  # N(0, 1e-6)
+    fc, out = model.head[0], model.head[2]
+    for w, fan in ((fc.weight, D), (out.weight, H)):  # LeCun normal truncated at 2 sd: std 1/sqrt(fan_in)
+        std = 1 / math.sqrt(fan)
+        assert w.abs().max() <= 2 * std / 0.8796 + 1e-6 and w.std().item() == pytest.approx(std, rel=0.1)
+    assert not fc.bias.any() and not model.cls.any()
+    assert model.blocks[0].ln1.eps == model.ln_f.eps == 1e-6 and mlp.approximate == "tanh"
+
+
+@pytest.mark.parametrize("name,kw", [("gpt", {}), ("wavelet", {}), ("transformer", {"init": "gpt"})])
+def test_decoders_keep_gpt_initialisation_and_the_transformer_can_have_it(name, kw):
+    model, _ = _lra_and_gpt(name, **kw)
+    for w in (model.tok.weight, model.blocks[0].mixer.qkv.weight, model.blocks[0].mlp.fc.weight, model.head[0].weight):
+        assert w.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+@pytest.mark.parametrize("name,kw,every", [("transformer", {}, True), ("wavspa", {}, True),
+                                           ("transformer", {"weight_decay_on": "matrices"}, False),
+                                           ("gpt", {}, False)])
+def test_weight_decay_reaches_every_parameter_for_the_lra_encoders(name, kw, every):
+    from lra_wavelet.config import TrainConfig
+    from lra_wavelet.train import make_optimizer
+
+    model, _ = _lra_and_gpt(name, **kw)
+    opt = make_optimizer(model, TrainConfig(weight_decay=0.1))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in decayed}
+    assert {"blocks.0.ln1.weight", "blocks.0.mlp.fc.bias", "head.0.bias"} <= names if every else \
+        not any(n.endswith("bias") or ".ln" in n for n in names)
+    assert "blocks.0.mlp.fc.weight" in names
+
+
+def test_attention_of_padded_queries_is_uniform_as_in_the_benchmark():
+    """mean_pool 'all': the Flax attention biases query-or-key padded pairs by -1e10, so a padded row is flat."""
+    model, d = _lra_and_gpt(pool="mean")
+    attn = model.blocks[0].mixer.eval()
+    x = torch.randn(2, 16, d["d_model"])
+    mask = torch.arange(16) < torch.tensor([[11], [5]])
+    nh, hs = d["n_heads"], d["qkv_dim"] // d["n_heads"]
+    q, k, v = attn.qkv(x).view(2, 16, 3, nh, hs).permute(2, 0, 3, 1, 4)
+    pair = mask[:, None, :, None] & mask[:, None, None, :]
+    scores = q @ k.transpose(-1, -2) / math.sqrt(hs) + torch.where(pair, 0.0, -1e10)
+    ref = attn.proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 16, -1))
+    torch.testing.assert_close(attn(x, mask), ref, rtol=1e-5, atol=1e-5)
+    assert not model.pad_invariant  # the mean reads the padded positions
+
+
+def test_mean_pool_all_averages_the_padding_and_valid_does_not():
+    model, _ = _lra_and_gpt(pool="mean")
+    model.eval()
+    x = tokens((2, 16), vocab=50, n_pad=6)
+    h, mask = model.encode(x)
+    torch.testing.assert_close(model.pool(h, mask), h.mean(1))
+    model.cfg.mean_pool = "valid"
+    torch.testing.assert_close(model.pool(h, mask), h[:, :10].mean(1))
+
+
+def test_retrieval_head_is_the_benchmarks_and_the_nli_head_is_a_switch():
+    task = make_task("retrieve", L=12, vocab=50, classes=2)
+    torch.manual_seed(0)
+    lra = build("transformer", task).eval()
+    assert lra.cls is None and lra.head[0].in_features == 2 * TINY["d_model"]  # [e1, e2], no CLS vector
+    x = tokens((3, 2, 12), vocab=50, n_pad=4)
+    first = [lra.encode(x[:, i])[0][:, 0] for i in (0, 1)]  # each document's own first token
+    torch.testing.assert_close(lra({"x": x}), lra.head(torch.cat(first, -1)))
+    nli = build("transformer", task, retrieval_combine="nli", pool="cls")
+    assert nli.cls is not None and nli.head[0].in_features == 4 * TINY["d_model"]
+
+
+def test_flops_count_the_attention_width():
+    L, V, C_ = 24, 11, 3
+    task = make_task("classify", L=L, vocab=V, classes=C_, pad_id=None)
+    d, q, ff, layers = TINY["d_model"], 8, TINY["d_ff"], TINY["n_layers"]
+    model = build("transformer", task, qkv_dim=q)
+    T = L + 1  # CLS
+    per_layer = 2 * T * d * 3 * q + 2 * T * q * d + 2 * T * d * ff * 2 + 4 * T * T * q  # qkv, out, MLP, attention
+    head = 2 * d * ff + 2 * ff * C_
+    assert count(model, task)["flops_per_example"] == layers * per_layer + head
+
+
+def test_wavspa_masks_its_internal_padding_when_the_task_has_none():
+    """Image with CLS: 1025 positions padded to 1032 inside the mixer; here 21 + CLS = 22 -> 24."""
+    torch.manual_seed(0)
+    model = build("wavspa", make_task("classify", L=21, pad_id=None)).eval()
+    mixer = model.blocks[0].mixer
+    h = torch.randn(2, 22, TINY["d_model"])
+    out = mixer(h, None)
+    torch.testing.assert_close(out, mixer(h, torch.ones(2, 22, dtype=torch.bool)))
+    zero_padded = mixer(torch.cat([h, torch.zeros(2, 2, TINY["d_model"])], 1), None)[:, :22]  # padding as data
+    assert not torch.allclose(out, zero_padded, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- pad invariance, registry-wide
+
+
+def test_pad_invariant_is_false_unless_declared():
+    from lra_wavelet.models.backbone import SequenceModel
+
+    class Undeclared(SequenceModel):
+        pass
+
+    assert not SequenceModel.pad_invariant and not Undeclared(make_task("classify"), ModelConfigT()).pad_invariant
+
+
+def ModelConfigT():
+    from lra_wavelet.config import ModelConfig
+
+    return ModelConfig(**TINY)
+
+
+PAD_CASES = [(n, kind, pool) for n in MODELS.names() for kind, pool in
+             (("classify", None), ("classify", "mean"), ("classify", "last"), ("retrieve", None))]
+
+
+@pytest.mark.parametrize("name,kind,pool", PAD_CASES, ids=["-".join(map(str, c)) for c in PAD_CASES])
+def test_every_model_declaring_pad_invariance_is_pad_invariant(name, kind, pool):
+    """At the trainer's trim (train.trim_padding): logits of a batch with extra all-padding columns equal the
+    trimmed batch's. Models that do not declare it are checked to be caught by the same comparison."""
+    import numpy as np
+
+    from lra_wavelet.train import trim_padding
+
+    cls = MODELS.get(name)
+    task = make_task(kind, L=200)
+    torch.manual_seed(0)
+    try:
+        model = cls(task, cls.Config(name=name, **TINY, pool=pool, mean_pool="valid")).eval()
+    except ValueError:  # e.g. a causal model cannot pool a CLS vector
+        pytest.skip(f"{name} does not take pool {pool}")
+    shape = (3, 2, 200) if kind == "retrieve" else (3, 200)
+    x = tokens(shape, vocab=11).numpy()
+    lengths = np.array([90, 40, 7])
+    x = np.where(np.arange(200) >= lengths.reshape((3,) + (1,) * (x.ndim - 1)), 0, x)
+    trimmed = trim_padding({"x": x}, 0)["x"]
+    assert trimmed.shape[-1] == 128
+    full, cut = (model({"x": torch.from_numpy(a)}) for a in (x, trimmed))
+    if model.pad_invariant:
+        torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
+    elif name in ("fnet", "wavelet-noncausal") and kind == "classify" and pool is None:  # the check sees them
+        assert (cut - full).abs().max() > 1e-3 * full.abs().max()

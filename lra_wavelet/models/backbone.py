@@ -9,11 +9,32 @@ pad) and answers `forward(batch) -> logits` for all three task kinds:
 
 Subclasses change one thing each: `causal`, the token mixer (`make_mixer`), or what happens to the
 residual stream after each block (`post_block`) — WaveletGPT is the last kind.
+
+Two sets of conventions, each a config field: the decoders' (GPT-style, `ModelConfig` defaults) and the
+LRA benchmark's encoder (`LRAConfig`, used by transformer, fnet and wavspa), which google-research/
+long-range-arena's Flax code fixes as follows (models/transformer/transformer.py, models/layers/common_layers.py,
+flax.deprecated.nn and flax.optim at flax 0.3):
+  * init 'lra': token embeddings N(0, 1); attention q, k, v and output projections xavier-uniform, each on
+    its own (d_model x qkv_dim) matrix, no biases; MLP kernels xavier-uniform, biases N(0, 1e-6); classifier
+    head Flax's Dense default (LeCun normal: truncated at 2 sd, variance 1/fan_in), biases zero; CLS zero,
+    learned positions N(0, 0.02), LayerNorm 1 / 0 (same in both);
+  * LayerNorm epsilon 1e-6, GELU as the tanh approximation (jax.nn.gelu's default);
+  * weight decay on every parameter (flax.optim.Adam decays all; read by train.make_optimizer);
+  * mean pooling over every position, padding included; the benchmark's attention masks padded queries as
+    well as keys (bias -1e10), so a padded position attends uniformly to all positions: reproduced here when
+    the model mean-pools with mean_pool 'all' (the only readout that sees padded positions; such a model is
+    not pad-invariant). Attention dropout on those uniform rows is not reproduced (they are exact means);
+  * retrieval: the two documents' first tokens (no CLS vector is prepended) and [e1, e2] to the MLP.
+One difference remains: the benchmark's CLS vector takes the padding mask of the first token, so a sequence
+that starts with padding has its CLS masked. Our CLS is always valid; no LRA task starts a sequence with
+padding except an image whose first pixel is 0 under the pixel-0-is-padding quirk.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -23,22 +44,27 @@ from ..config import ModelConfig
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through SDPA (flash / memory-efficient kernels where available)."""
+    """Multi-head self-attention through SDPA (flash / memory-efficient kernels where available), d_model ->
+    qkv_dim (split over the heads) -> d_model, no biases."""
 
     def __init__(self, cfg: ModelConfig, causal: bool):
         super().__init__()
         self.n_heads, self.causal, self.dropout = cfg.n_heads, causal, cfg.attn_dropout
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.inner = cfg.qkv_dim or cfg.d_model
+        self.uniform_padded = False  # padded queries attend uniformly, as in the benchmark (set by the model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * self.inner, bias=False)
+        self.proj = nn.Linear(self.inner, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(B, nh, T, hs)
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        if attn_mask is not None and self.uniform_padded:
+            y = torch.where(mask[:, None, :, None], y, v.mean(2, keepdim=True))
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.inner))
 
 
 class MLP(nn.Module):
@@ -47,9 +73,10 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
         self.proj = nn.Linear(cfg.d_ff, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
+        self.approximate = "tanh" if cfg.gelu == "tanh" else "none"
 
     def forward(self, x):
-        return self.proj(self.drop(F.gelu(self.fc(x))))
+        return self.proj(self.drop(F.gelu(self.fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -57,7 +84,7 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, mixer: nn.Module):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps), nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mixer, self.mlp = mixer, MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -74,18 +101,45 @@ def sinusoid(n: int, d: int) -> torch.Tensor:
     return pe
 
 
+@dataclass
+class LRAConfig(ModelConfig):
+    """ModelConfig at the LRA benchmark's encoder conventions (module docstring); each stays a switch."""
+
+    mean_pool: Literal["all", "valid"] = "all"
+    retrieval_combine: Literal["nli", "concat"] = "concat"
+    init: Literal["gpt", "lra"] = "lra"
+    weight_decay_on: Literal["matrices", "all"] = "all"
+    norm_eps: float = 1e-6
+    gelu: Literal["exact", "tanh"] = "tanh"
+
+
+def _gpt_init(m: nn.Module) -> None:
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
+def _lecun_normal_(w: torch.Tensor) -> None:
+    """Flax's Dense default: a normal truncated at 2 sd, rescaled to variance 1 / fan_in."""
+    std = math.sqrt(1.0 / w.shape[1]) / 0.87962566103423978  # the sd of a standard normal truncated to (-2, 2)
+    nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
 class SequenceModel(nn.Module):
     Config = ModelConfig
     causal = False
     default_pool = "cls"
-    # True when outputs at valid positions do not depend on trailing padding (attention with a key mask,
-    # or causal): the trainer may then cut all-padding columns off a batch. Global mixers set False.
-    pad_invariant = True
+    retrieval_pool = None  # the default pooling of each retrieval document (None: default_pool)
+    # Declared by a model whose outputs at valid positions never depend on trailing padding (attention with
+    # a key mask, or causal): the trainer may then cut all-padding columns off a batch (train.trim_padding).
+    # An instance also turns it off when its readout averages the padding (mean_pool 'all').
+    pad_invariant = False
 
     def __init__(self, task, cfg: ModelConfig):
         super().__init__()
         self.cfg, self.kind, self.pad_id = cfg, task.kind, task.pad_id
-        self.pool_mode = cfg.pool or self.default_pool
+        self.pool_mode = cfg.pool or (task.kind == "retrieve" and self.retrieval_pool) or self.default_pool
         if self.causal and self.pool_mode == "cls":
             raise ValueError("a causal model cannot pool a leading CLS vector; use pool 'last' or 'mean'")
         if task.kind == "lm" and self.pool_mode == "cls":
@@ -101,9 +155,14 @@ class SequenceModel(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, d)) if self.pool_mode == "cls" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, self.make_mixer(i)) for i in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(d)
+        self.ln_f = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.head = self.make_head(task, cfg)
-        self.apply(self._init)
+        reads_padding = self.pool_mode == "mean" and cfg.mean_pool == "all"
+        for m in self.modules():  # the padded positions' attention is only observable when the readout averages them
+            if isinstance(m, Attention):
+                m.uniform_padded = reads_padding
+        self.pad_invariant = type(self).pad_invariant and not reads_padding
+        self.reset_parameters()
 
     # -- what subclasses change ------------------------------------------------------------
     def make_mixer(self, layer: int) -> nn.Module:
@@ -126,12 +185,31 @@ class SequenceModel(nn.Module):
                                  nn.Linear(h // 2, task.n_classes))
         return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, task.n_classes))
 
-    @staticmethod
-    def _init(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """cfg.init 'gpt': every linear and embedding weight N(0, 0.02), biases zero. 'lra': the benchmark's
+        initialisers (module docstring). Norms, CLS and learned positions are set where they are made."""
+        if self.cfg.init == "gpt":
+            self.apply(_gpt_init)  # (the same draws as before the switch existed: seeded runs repeat)
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=1.0)
+            elif isinstance(m, nn.Linear) and m.weight is not self.tok.weight:  # (tied: set as the embedding)
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, Attention):  # q, k and v are three matrices in the benchmark, each with its own fans
+                for w in m.qkv.weight.chunk(3):
+                    nn.init.xavier_uniform_(w)
+            elif isinstance(m, MLP):
+                nn.init.normal_(m.fc.bias, std=1e-6)
+                nn.init.normal_(m.proj.bias, std=1e-6)
+        if self.kind != "lm":  # (an lm head is the tied token embedding)
+            for m in self.head.modules():
+                if isinstance(m, nn.Linear):
+                    _lecun_normal_(m.weight)
 
     def encode(self, x: torch.Tensor):
         """(B, L) ids -> hidden states (B, L', D) and validity mask (B, L') or None (L' = L + 1 with CLS)."""
@@ -152,10 +230,10 @@ class SequenceModel(nn.Module):
         return self.ln_f(h), mask
 
     def pool(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if self.pool_mode == "cls":
+        if self.pool_mode in ("cls", "first"):
             return h[:, 0]
         if self.pool_mode == "mean":
-            if mask is None:
+            if mask is None or self.cfg.mean_pool == "all":
                 return h.mean(1)
             m = mask.unsqueeze(-1).to(h.dtype)
             return (h * m).sum(1) / m.sum(1).clamp(min=1)

@@ -15,6 +15,8 @@ so the mixer output is added to the residual stream unnormalised):
     over the full padded length L (the frequencies are those of length L; zero-padding a signal is
     what a DFT of a shorter sequence padded to L means), which is what FNet on LRA did.
 The transform runs in float32 (cuFFT half precision wants power-of-two sizes) and is cast back.
+Initialisation, weight decay, pooling and the retrieval head follow the LRA benchmark's conventions
+(backbone.LRAConfig), whose code base FNet's LRA numbers were produced in.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..registry import MODELS
-from .backbone import SequenceModel
+from .backbone import LRAConfig, SequenceModel
 
 
 class FourierMix(nn.Module):
@@ -39,8 +41,10 @@ class FourierMix(nn.Module):
 class FNet(SequenceModel):
     """Encoder with Fourier token mixing (real part of a 2-D DFT) in place of attention; no mixing parameters."""
 
+    Config = LRAConfig
     causal = False
     default_pool = "cls"
+    retrieval_pool = "first"
     pad_invariant = False  # the transform mixes over the whole (padded) length
 
     def make_mixer(self, layer: int) -> nn.Module:

@@ -31,6 +31,7 @@ class GPT(SequenceModel):
 
     causal = True
     default_pool = "last"
+    pad_invariant = True  # causal: right padding never reaches a valid position
 
 
 @dataclass
@@ -47,6 +48,7 @@ class WaveletConfig(ModelConfig):
     impl: Literal["auto", "prefix", "triton"] = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0.0 <= self.mod_frac <= 1.0:
             raise ValueError(f"mod_frac must be in [0, 1], got {self.mod_frac}")
         if self.impl == "triton" and not triton_ops.HAS_TRITON:

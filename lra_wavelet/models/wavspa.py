@@ -19,8 +19,11 @@ th = pi/4, which is Haar. Any th keeps the transform orthogonal, so the inverse 
 construction. (Longer learnable filters, as in the paper's lifting schemes, are not implemented.)
 
 Lengths not divisible by 2^J are zero-padded at the end and cropped after the inverse transform.
-Padding (the task's pad_id) is zeroed before the transform, and a coefficient is a valid key when
-its support holds at least one valid position, so valid outputs never depend on padded inputs.
+Padding (the task's pad_id, and that internal padding, also when the task has no pad id) is zeroed
+before the transform, and a coefficient is a valid key when its support holds at least one valid
+position, so valid outputs never depend on padded inputs, nor on how much padding follows them.
+Initialisation, weight decay, pooling and the retrieval head follow the LRA benchmark's conventions
+(backbone.LRAConfig), whose code base WavSpA's LRA numbers were produced in.
 """
 
 from __future__ import annotations
@@ -33,17 +36,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ModelConfig
 from ..registry import MODELS
-from .backbone import Attention, SequenceModel
+from .backbone import Attention, LRAConfig, SequenceModel
 
 
 @dataclass
-class WavSpAConfig(ModelConfig):
+class WavSpAConfig(LRAConfig):
     levels: int = 3  # J, the number of DWT levels
     wavelet: Literal["haar", "ortho"] = "haar"  # fixed Haar, or learnable orthogonal 2-tap filters
 
     def __post_init__(self):
+        super().__post_init__()
         if self.levels < 1:
             raise ValueError(f"levels must be >= 1, got {self.levels}")
 
@@ -95,6 +98,8 @@ class WaveletAttention(nn.Module):
         Lp = -(-L // step) * step
         if mask is not None:
             x = x * mask.unsqueeze(-1).to(x.dtype)
+        elif Lp > L:  # no pad id: only the internal padding is invalid
+            mask = torch.ones(B, L, dtype=torch.bool, device=x.device)
         x = F.pad(x, (0, 0, 0, Lp - L))
         m = None if mask is None else F.pad(mask, (0, Lp - L), value=False)
         coeffs = dwt(x, self.levels, self.angles)
@@ -113,7 +118,8 @@ class WavSpA(SequenceModel):
     Config = WavSpAConfig
     causal = False
     default_pool = "cls"
-    pad_invariant = False  # the transform mixes over the whole (padded) length
+    retrieval_pool = "first"
+    pad_invariant = True  # the Haar supports are local and padded coefficients are masked keys (tests check it)
 
     def make_mixer(self, layer: int) -> nn.Module:
         top = math.ceil(math.log2(max(self.max_len, 2)))  # more levels would only pad the sequence further
