@@ -89,6 +89,20 @@ class TrainConfig:
     # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     num_workers: int = 0
+    grad_accum: int = 1  # micro-batches per step: the same update as one batch of batch_size, in less memory
+    memory_check: bool = True  # refuse a run whose estimated peak memory exceeds the device's free memory
+    # speed switches (none changes what is computed; see README "Speed"):
+    length_buckets: int = 0  # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128)
+    lazy_metrics: bool = False  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
+    prefetch: int = 0  # batches prepared ahead in a background thread (0: on the critical path)
+
+    def __post_init__(self):
+        for key in ("grad_accum",):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("length_buckets", "prefetch"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass
@@ -109,7 +123,8 @@ class RunConfig:
         d = self.to_dict()
         for k in ("out", "device"):
             d.pop(k)
-        for k in ("log_every", "num_workers", "checkpoint_every", "compile_mode"):
+        for k in ("log_every", "num_workers", "checkpoint_every", "compile_mode", "grad_accum", "memory_check",
+                  "length_buckets", "lazy_metrics", "prefetch"):
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
