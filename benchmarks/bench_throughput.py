@@ -5,10 +5,11 @@ with each speed-up on and off, and the GPU time the whole LRA table would take a
                                            [--steps 10] [--md results/benchmarks/throughput.md]
     python3 benchmarks/bench_throughput.py --quick          # CPU, tiny sizes, seconds: checks the script runs
 
-Cells run in order until --budget-s (540 s) has passed; the rest are marked "not run". Each cell builds the run with `train.build` (the reference config from tasks/<task>.yaml, or `--set` overrides)
+Each cell builds the run with `train.build` (the reference config from tasks/<task>.yaml, or `--set` overrides)
 and runs `train.run_loop` itself for 3 x --steps steps with a log point every --steps steps; tokens/s is the
 trainer's own figure (metrics.jsonl) over the last window, so the first window holds the warm-up (compilation,
-CUDA graph capture). Tokens are nominal: batch x sequence length (x 2 documents for retrieval).
+CUDA graph capture). Tokens are nominal: batch x sequence length (x 2 documents for retrieval). Cells run in
+order until --budget-s (540 s) has passed; the rest are marked "not run".
 
 Data: synthetic full-length batches of the task's shape (random token ids; no padding, so trimming and
 length buckets change nothing here: the cost of the longest batch), or --data task for the task's own data.
@@ -146,7 +147,8 @@ def main() -> int:
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     peak = peak_flops(device, args.peak_tflops)
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    dev_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"CPU ({torch.get_num_threads()} threads)")
     header = ["# Training throughput: the trainer's loop, LRA reference configurations", "",
               f"- device: {dev_name}; torch {torch.__version__}, CUDA {torch.version.cuda}",
               f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",

@@ -2,7 +2,8 @@
 
     build(cfg)                  task, data, model, AdamW, schedule, autocast: a `Parts`
     batches(p, start)           the device batches of steps start, start+1, ... (optionally prefetched)
-    train_step(p, batch)        one optimisation step (train.grad_accum micro-batches, clip, AdamW, schedule)
+    train_step(p, batch)        one optimisation step: forward_backward (train.grad_accum micro-batches), then
+                                apply_update (clip, AdamW, schedule); the loop checks for NaN in between
     evaluate(...)               metrics on a split
     save_checkpoint / load_checkpoint
     result_rows                 tidy rows for result.csv
@@ -240,7 +241,8 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
 
 
 def host_batch(p: Parts, step: int) -> dict:
-    """Training batch `step` for this rank, as CPU tensors (pinned when they go to a GPU)."""
+    """Training batch `step` for this rank, as CPU tensors (pinned when prefetched for a GPU: the copy is then
+    asynchronous)."""
     t = p.cfg.train
     batch = p.splits["train"].train_batch(step, t.batch_size, p.cfg.seed)
     if p.trim:
@@ -249,7 +251,7 @@ def host_batch(p: Parts, step: int) -> dict:
     for k, v in batch.items():
         v = v[p.rank::p.world] if p.world > 1 else v
         v = torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64))
-        out[k] = v.pin_memory() if p.device.type == "cuda" else v
+        out[k] = v.pin_memory() if p.device.type == "cuda" and t.prefetch else v
     return out
 
 
@@ -306,14 +308,12 @@ def apply_update(p: Parts) -> None:
     p.sched.step()
 
 
-def train_step(p: Parts, batch: dict, guard: Optional[Callable] = None):
-    """One optimisation step. `guard(loss)` (the loop's NaN and stop check) runs between the backward pass
-    and the update; when it returns False the update is skipped. Returns (loss, accuracy, updated)."""
+def train_step(p: Parts, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """One optimisation step: what the loop runs per step, less its NaN / stop check between the two halves.
+    Returns the batch's loss and accuracy (device tensors)."""
     loss, acc = forward_backward(p, batch)
-    if guard is not None and not guard(loss):
-        return loss, acc, False
     apply_update(p)
-    return loss, acc, True
+    return loss, acc
 
 
 def agree(p: Parts, *flags) -> list[bool]:
