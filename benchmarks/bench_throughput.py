@@ -21,6 +21,8 @@ Variants (train.* switches; README "Speed"):
     fast      lazy + prefetch + train.length_buckets=4
     compiled  fast + train.compile=true
     graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
+    seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
+              the tokens/s of the three together, its GPU minutes per seed of the table
 
 MFU = 3 x forward FLOPs (flops.py: measured matmul / FFT FLOPs of one example) x examples/s / the device's
 peak dense bf16 FLOP/s (--peak-tflops, or the datasheet figure of a known device). GPU minutes of the table:
@@ -30,6 +32,7 @@ reference max_steps / steps per second x --seeds, per cell, for the base variant
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sys
@@ -58,6 +61,7 @@ VARIANTS = {
     "compiled": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true"),
     "graphs": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
                "train.compile_mode=reduce-overhead"),
+    "seeds3": (),  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
 }
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
 QUICK = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "train.batch_size=4")
@@ -95,6 +99,22 @@ def peak_flops(device: torch.device, override: float | None) -> float | None:
     return next((v * 1e12 for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
+def stacked_tokens_per_s(p, seeds: int, n: int) -> float:
+    """Tokens/s of all `seeds` seeds trained as one vmapped model: 2n steps of warm-up, n timed."""
+    parts = [p] + [T.build(dataclasses.replace(p.cfg, seed=p.cfg.seed + i), p.device, task=p.task, splits=p.splits)
+                   for i in range(1, seeds)]
+    st = T.stack_seeds(parts)
+    sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    for step in range(2 * n):
+        T.stacked_step(st, T.stacked_batch(st, step))
+    sync()
+    t0 = time.perf_counter()
+    for step in range(2 * n, 3 * n):
+        T.stacked_step(st, T.stacked_batch(st, step))
+    sync()
+    return seeds * n * p.tokens_per_step / (time.perf_counter() - t0)
+
+
 def measure(task_name: str, model: str, variant: str, args, device: torch.device) -> dict:
     """One cell: the trainer's loop for 3 windows of args.steps steps; tokens/s of the last window."""
     n = args.steps
@@ -111,12 +131,15 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
         splits = {k: SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
     p = T.build(cfg, device, task=task, splits=splits)
     fpe = flops.count(p.model, task)["flops_per_example"]
-    with tempfile.TemporaryDirectory() as d:
-        T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)
-        recs = [json.loads(ln) for ln in (Path(d) / "metrics.jsonl").read_text().splitlines()]
-    tps = [r["tokens_per_s"] for r in recs if r["split"] == "train"][-1]
+    if variant.startswith("seeds"):
+        tps = stacked_tokens_per_s(p, int(variant[5:]), n)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)
+            recs = [json.loads(ln) for ln in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+        tps = [r["tokens_per_s"] for r in recs if r["split"] == "train"][-1]
     tokens_per_example = p.tokens_per_step / cfg.train.batch_size
-    steps_per_s = tps / p.tokens_per_step
+    steps_per_s = tps / p.tokens_per_step  # seeds3: seed-steps per second (a stacked step advances every seed)
     return {"tokens_per_s": tps, "flops_per_s": 3 * fpe * tps / tokens_per_example, "steps_per_s": steps_per_s,
             "ref_steps": reference.train.max_steps, "batch": cfg.train.batch_size, "seq": task.seq_len}
 

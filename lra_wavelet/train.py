@@ -440,6 +440,81 @@ def _metrics_from_rows(df) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- seeds as one batched model
+
+
+@dataclass
+class SeedStack:
+    """Several seeds of one configuration trained as one batched model (torch.func.stack_module_state + vmap):
+    each kernel does every seed's work, for the tiny launch-bound models (Pathfinder, Image). `parts` are the
+    seeds' own runs; `unstack` copies the weights back into their models (evaluation, checkpoints, rows).
+    Dropout draws differ from the seeds' separate runs (vmap's own random streams); without dropout one step
+    equals the seeds' separate steps up to float rounding."""
+
+    parts: list
+    params: dict  # name -> (S, ...) leaf tensors
+    buffers: dict
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+
+
+def stack_seeds(parts: list) -> SeedStack:
+    """One SeedStack of Parts that differ only in their seed (and so in their initial weights and data order)."""
+    params, buffers = torch.func.stack_module_state([p.model for p in parts])
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    names = {id(q): n for n, q in parts[0].model.named_parameters()}
+    opt = make_optimizer(parts[0].model, parts[0].cfg.train)  # the same groups, then the stacked tensors in them
+    for g in opt.param_groups:
+        g["params"] = [params[names[id(q)]] for q in g["params"]]
+    return SeedStack(parts, params, buffers, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(parts[0].cfg.train)))
+
+
+def stacked_batch(st: SeedStack, step: int) -> dict:
+    """Every seed's training batch `step`, stacked (S, B, ...) and trimmed together (to the longest seed's)."""
+    p0 = st.parts[0]
+    raw = [p.splits["train"].train_batch(step, p.cfg.train.batch_size, p.cfg.seed) for p in st.parts]
+    batch = {k: np.stack([b[k] for b in raw]) for k in raw[0]}
+    if p0.trim:
+        batch = trim_padding(batch, p0.task.pad_id, buckets=p0.cfg.train.length_buckets)
+    return to_device(batch, p0.device)
+
+
+def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """One optimisation step of every seed: vmapped forward and backward, each seed's gradient clipped by its
+    own norm (as clip_grad_norm_ does per run), AdamW, schedule. Returns the (S,) losses and accuracies."""
+    p0, t = st.parts[0], st.parts[0].cfg.train
+
+    def one(params, buffers, x, y):
+        with p0.amp():
+            logits = torch.func.functional_call(p0.model, (params, buffers), ({"x": x},))
+        return loss_fn(logits, y), logits.argmax(-1)
+
+    losses, preds = torch.func.vmap(one, randomness="different")(st.params, st.buffers, batch["x"], batch["y"])
+    st.opt.zero_grad(set_to_none=True)
+    losses.sum().backward()  # seeds share no weight: the sum's gradient is each seed's own
+    grads = [q.grad for q in st.params.values() if q.grad is not None]
+    if t.grad_clip > 0 and grads:
+        norms = torch.stack([g.reshape(len(st.parts), -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        scale = (t.grad_clip / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+    st.opt.step()
+    st.sched.step()
+    acc = (preds == batch["y"]).float().flatten(1).mean(1) if p0.task.kind != "lm" else None
+    return losses.detach(), acc
+
+
+@torch.no_grad()
+def unstack(st: SeedStack) -> None:
+    """Copy each seed's weights from the stack into its own model."""
+    for i, p in enumerate(st.parts):
+        for name, q in p.model.named_parameters():
+            q.copy_(st.params[name][i])
+        for name, b in p.model.named_buffers():
+            if name in st.buffers:
+                b.copy_(st.buffers[name][i])
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -456,34 +531,62 @@ def free_memory(device: torch.device) -> Optional[int]:
     return None
 
 
-def activation_bytes(p: Parts) -> int:
-    """Bytes autograd keeps for the backward pass of one full-length training example: measured by one forward
-    (train mode, the run's autocast) that counts the tensors it saves, parameters excluded. The RNG is restored,
-    so the run's numbers do not change."""
-    from .flops import example
-
-    params = {q.untyped_storage().data_ptr() for q in p.model.parameters()}
+def saved_bytes(model: torch.nn.Module, p: Parts, device) -> int:
+    """Bytes autograd keeps for the backward pass of one full-length training example of `p`'s task through
+    `model` on `device`: one forward (train mode, the run's autocast) that counts the storages it saves,
+    parameters excluded. The RNG is restored, so the run's numbers do not change."""
+    params = {q.untyped_storage()._cdata for q in model.parameters()}  # _cdata: the storage's identity
     saved: dict = {}
 
     def pack(x):
         s = x.untyped_storage()
-        if s.data_ptr() not in params:
-            saved[s.data_ptr()] = s.nbytes()
+        if s._cdata not in params:
+            saved[s._cdata] = s.nbytes()
         return x
 
     with torch.random.fork_rng(devices=[p.device] if p.device.type == "cuda" else []):
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x), p.amp():
-            out = p.model(example(p.task, p.device))
+            out = model(longest_example(p, device))
     del out
     return sum(saved.values())
 
 
-def estimate_memory(p: Parts) -> dict:
+def longest_example(p: Parts, device) -> dict:
+    """One training example as long as the run's batches can be: the training arrays' width (the task's
+    seq_len for token streams), token id 1 everywhere (no position is padding)."""
+    x = getattr(p.splits.get("train"), "x", None)
+    length = min(p.task.seq_len, x.shape[-1]) if x is not None else p.task.seq_len
+    shape = (1, 2, length) if p.task.kind == "retrieve" else (1, length)
+    return {"x": torch.full(shape, 1 if p.task.vocab_size > 1 else 0, dtype=torch.long, device=device)}
+
+
+def activation_bytes(p: Parts, free: Optional[int] = None) -> int:
+    """`saved_bytes` of one example. On the CPU the meta device first gives an upper bound without allocating
+    anything (it takes attention's plain path, which saves the T x T scores); only when that bound fits in
+    `free` does a real forward measure it. On a GPU a real forward; running out of memory there is not fitting."""
+    if p.device.type != "cuda":
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                meta = build_model(p.task, p.cfg.model).train()
+            bound = saved_bytes(meta, p, "meta")
+            if free is not None and 1.5 * bound > free:
+                return bound
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):
+            pass  # an operation without a meta kernel: measure for real
+        return saved_bytes(p.model, p, p.device)
+    try:
+        return saved_bytes(p.model, p, p.device)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return (free or 0) + 1
+
+
+def estimate_memory(p: Parts, free: Optional[int] = None) -> dict:
     """Peak training memory in bytes, a rough upper bound: the parameters, their gradients and AdamW's two moments
     (4 copies), plus 1.5 x the activations of one micro-batch (the backward pass's temporaries on top)."""
     t = p.cfg.train
     state = 4 * sum(q.numel() * q.element_size() for q in p.model.parameters())
-    per_example = activation_bytes(p)
+    per_example = activation_bytes(p, free)
     micro = t.batch_size // (p.world * t.grad_accum)
     return {"state": state, "per_example": per_example, "micro_batch": micro,
             "total": state + int(1.5 * per_example * micro)}
@@ -503,7 +606,7 @@ def check_memory(p: Parts) -> None:
     free = free_memory(p.device) if t.memory_check else None
     if free is None:
         return
-    est = estimate_memory(p)
+    est = estimate_memory(p, free)
     if est["total"] <= free:
         return
     fit = int((free - est["state"]) / (1.5 * max(est["per_example"], 1)))  # examples per micro-batch that fit
