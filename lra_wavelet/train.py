@@ -607,8 +607,12 @@ def check_memory(p: Parts) -> None:
     if free is None:
         return
     est = estimate_memory(p, free)
-    if est["total"] <= free:
+    (refused,) = agree(p, est["total"] > free)  # torchrun: every rank stops if one must (or the others would hang)
+    if not refused:
         return
+    if est["total"] <= free:
+        raise UserError("another process of this torchrun run has too little free memory for train.batch_size="
+                        f"{t.batch_size} (its message says what fits)")
     fit = int((free - est["state"]) / (1.5 * max(est["per_example"], 1)))  # examples per micro-batch that fit
     per_rank = t.batch_size // p.world
     need = (f"train.batch_size={t.batch_size} needs about {_size(est['total'])} on {p.device} "
