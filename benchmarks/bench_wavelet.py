@@ -9,9 +9,9 @@
    read x once, write y once, exactly the bytes the op must move), eager prefix sums, compiled prefix
    sums, the fused kernel; forward and forward+backward; L2 flushed before every timed call;
 3. a full training step at the paper's size (10 layers, d_model 128, FFN 512, 8 heads, context 512,
-   vocabulary 256, batch 64; bf16 autocast, AdamW, gradient clipping as in train.py) for GPT and
-   WaveletGPT (prefix sums and fused), eager and torch.compile'd, timed in interleaved rounds in one
-   process so that the ratios compare like with like.
+   vocabulary 256, batch 64): the trainer's own step (`train.train_step`: bf16 autocast, AdamW, gradient
+   clipping, schedule) for GPT and WaveletGPT (prefix sums and fused), eager and torch.compile'd, timed in
+   interleaved rounds in one process so that the ratios compare like with like.
 Prints a table and writes it as Markdown with the device, versions, date and command.
 """
 
@@ -26,16 +26,15 @@ import types
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lra_wavelet.models  # noqa: E402,F401
 from lra_wavelet.models import triton_ops  # noqa: E402
 from lra_wavelet.models.gpt import WaveletConfig, WaveletOp  # noqa: E402
-from lra_wavelet.config import TrainConfig  # noqa: E402
+from lra_wavelet.config import RunConfig, TaskConfig, TrainConfig  # noqa: E402
 from lra_wavelet.registry import MODELS  # noqa: E402
-from lra_wavelet.train import make_optimizer  # noqa: E402
+from lra_wavelet.train import build, train_step  # noqa: E402
 
 PAPER = dict(n_layers=10, d_model=128, n_heads=8, d_ff=512)
 LINES: list[str] = []
@@ -273,24 +272,14 @@ def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bo
         for mode in spec_modes:
             if mode not in modes:
                 continue
-            torch.manual_seed(0)
             cls = MODELS.get(name)
-            model = cls(task, cls.Config(name=name, **PAPER, **kw)).cuda()
-            net = model if MODES[mode] is None else torch.compile(model, mode=MODES[mode])
-            opt = make_optimizer(model, TrainConfig())  # the trainer's optimiser (fused AdamW on CUDA)
-            graphs = mode == "graphs"
+            train_cfg = TrainConfig(compile=MODES[mode] is not None, compile_mode=MODES[mode] or "default")
+            cfg = RunConfig(TaskConfig(name="synthetic-lm"), cls.Config(name=name, **PAPER, **kw), train_cfg,
+                            device="cuda")
+            parts = build(cfg, torch.device("cuda"), task=task, splits={})  # the trainer's model, AdamW, autocast
 
-            def step(net=net, model=model, opt=opt, graphs=graphs):
-                if graphs:
-                    torch.compiler.cudagraph_mark_step_begin()
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    logits = net({"x": x})
-                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                return loss.detach()
+            def step(parts=parts):
+                return train_step(parts, {"x": x, "y": y})[0]  # the trainer's own step
 
             t0 = time.time()
             try:

@@ -116,7 +116,7 @@ def cmd_run(a) -> int:
             print(f"no --preset: the reference configuration of '{cfg.task.name}' ({m.n_layers} layers, d_model "
                   f"{m.d_model}, {cfg.train.max_steps} steps) on the CPU; for a quick check use --preset quick",
                   file=sys.stderr)
-    out = train(cfg, resume=a.resume, force=a.force, progress=not a.no_progress)
+    out = train(cfg, resume=a.resume, force=a.force, progress=not a.no_progress, strict_resume=a.resume)
     _summary(out, cfg)
     return {"ok": 0, "partial": INTERRUPTED}.get(out.status, 1)
 

@@ -104,9 +104,26 @@ class TrainConfig:
     # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     num_workers: int = 0
+    grad_accum: int = 1  # micro-batches per step: the same update as one batch of batch_size, in less memory
+    memory_check: bool = True  # refuse a run whose estimated peak memory exceeds the device's free memory
+    # speed switches (none changes what is computed; see README "Speed"):
+    length_buckets: int = 0  # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128)
+    lazy_metrics: bool = False  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
+    prefetch: int = 0  # batches prepared ahead in a background thread (0: on the critical path)
+
+    def __post_init__(self):
+        for key in ("grad_accum",):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("length_buckets", "prefetch"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
 
-SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile_mode")  # train keys that change no number
+# train keys that change no number: logging, checkpoints, compilation, memory and speed switches
+# (train.grad_accum splits train.batch_size into micro-batches: the same update)
+SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile_mode", "grad_accum", "memory_check",
+                   "length_buckets", "lazy_metrics", "prefetch")
 WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
 
 
@@ -449,15 +466,10 @@ BUDGET_KEYS = ("train.max_steps", "train.batch_size", "task.n_train", "task.n_va
 
 def reduced(devs: dict) -> dict:
     """The deviations that give a run less than the reference's budget: fewer steps, smaller batches
-    (counted with train.grad_accum, where the config has it), or capped splits (None, the reference's,
-    means the whole split)."""
+    (train.batch_size is the whole batch of a step, however many micro-batches train.grad_accum splits it
+    into), or capped splits (None, the reference's, means the whole split)."""
     less = lambda mine, ref: mine is not None and (ref is None or mine < ref)  # noqa: E731
-    out = {k: v for k, v in devs.items() if k in BUDGET_KEYS and less(*v)}
-    if "train.batch_size" in out and "train.grad_accum" in devs:  # the same update from smaller micro-batches
-        (b, rb), (g, rg) = devs["train.batch_size"], devs["train.grad_accum"]
-        if b * g >= rb * rg:
-            out.pop("train.batch_size")
-    return out
+    return {k: v for k, v in devs.items() if k in BUDGET_KEYS and less(*v)}
 
 
 def yaml_ready(d: dict) -> dict:

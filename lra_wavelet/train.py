@@ -1,4 +1,14 @@
-"""The one training loop, for every task kind and model.
+"""The one training loop, for every task kind and model, as parts that can be called alone.
+
+    build(cfg)                  task, data, model, AdamW, schedule, autocast: a `Parts`
+    batches(p, start)           the device batches of steps start, start+1, ... (optionally prefetched)
+    train_step(p, batch)        one optimisation step: forward_backward (train.grad_accum micro-batches), then
+                                apply_update (clip, AdamW, schedule); the loop checks for NaN in between
+    evaluate(...)               metrics on a split
+    save_checkpoint / load_checkpoint
+    result_rows                 tidy rows for result.csv
+    log_metrics                 every curve point (train and val) passes through here
+    train(cfg)                  composes them: resume, loop, evaluation, checkpoints, signals, rows
 
     AdamW + warm-up and rsqrt / cosine / linear / constant decay, gradient clipping, bf16 autocast on
     CUDA, optional torch.compile, evaluation every `eval_every` steps, a resumable checkpoint every
@@ -6,25 +16,32 @@
 
 Data order is a pure function of (seed, step), so `--resume` after a kill reproduces the uninterrupted
 run exactly on the CPU. Under `torchrun --nproc_per_node=N` each rank takes every N-th example of the
-same global batch (DistributedDataParallel); only rank 0 writes.
+same global batch (DistributedDataParallel); only rank 0 writes, and it holds the run folder's lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
+import socket
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import yaml
 from tqdm import tqdm
 
 from . import config as config_mod
@@ -66,6 +83,17 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
+def init_distributed(cfg: RunConfig) -> tuple[int, int, torch.device]:
+    """(rank, world, device): joins torchrun's process group when there is one and selects the device."""
+    rank, world, local_rank = dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
+    device = pick_device(cfg.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
 def lr_lambda(t: config_mod.TrainConfig):
     """Multiplier of the peak lr at a step: linear warm-up, then the configured decay."""
     w, n, floor = t.warmup_steps, t.max_steps, t.min_lr_ratio
@@ -105,12 +133,23 @@ def to_device(batch: dict, device: torch.device, rank: int = 0, world: int = 1) 
     return out
 
 
-def trim_padding(batch: dict, pad_id: int, multiple: int = 128) -> dict:
-    """Cut trailing columns that are padding in every row (rounded up to `multiple` to bound the number of
-    distinct shapes). Exact for models whose valid positions never see padding (`pad_invariant`)."""
+def bucket_lengths(seq_len: int, buckets: int) -> list[int]:
+    """`buckets` evenly spaced lengths up to seq_len (multiples of 8 where possible): the only shapes a
+    trimmed batch takes, so compiled graphs and CUDA graphs are reused."""
+    return sorted({min(seq_len, -(-seq_len * k // buckets // 8) * 8) for k in range(1, buckets + 1)})
+
+
+def trim_padding(batch: dict, pad_id: int, multiple: int = 128, buckets: int = 0) -> dict:
+    """Cut trailing columns that are padding in every row, rounded up to `multiple` (or, with `buckets`,
+    up to the nearest of `bucket_lengths`) to bound the number of distinct shapes. Exact for models whose
+    valid positions never see padding (`pad_invariant`)."""
     x = batch["x"]
     used = np.nonzero((x != pad_id).reshape(-1, x.shape[-1]).any(0))[0]
-    n = min(x.shape[-1], -(-(int(used[-1]) + 1 if len(used) else 1) // multiple) * multiple)
+    need = int(used[-1]) + 1 if len(used) else 1
+    if buckets:
+        n = next(b for b in bucket_lengths(x.shape[-1], buckets) if b >= need)
+    else:
+        n = min(x.shape[-1], -(-need // multiple) * multiple)
     return {**batch, "x": x[..., :n]} if n < x.shape[-1] else batch
 
 
@@ -135,6 +174,160 @@ def record_failure(cfg: RunConfig, error: BaseException) -> Path:
     return run_dir
 
 
+def build_model(task, mcfg):
+    """The model `mcfg` names, built for `task` (on the CPU), or a UserError saying why it cannot run there.
+    run, validate and `list models` all ask this, so they agree on what runs where."""
+    try:
+        model = MODELS.get(mcfg.name)(task, mcfg)
+    except ValueError as e:
+        raise UserError(f"model '{mcfg.name}': {e}") from None
+    if task.kind == "lm" and not model.causal:
+        raise UserError(f"model '{mcfg.name}' is not causal: trained on next-token prediction it would see "
+                        f"the tokens it predicts; use gpt or a wavelet decoder for '{task.name}'")
+    return model
+
+
+# ----------------------------------------------------------------------------- the parts of a run
+
+
+@dataclass
+class Parts:
+    """What one run trains with, built from its config by `build`; every other part takes it."""
+
+    cfg: RunConfig
+    task: object
+    splits: dict
+    model: torch.nn.Module  # the module itself (state dicts, parameters)
+    net: torch.nn.Module  # the model as run: compiled and / or DistributedDataParallel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    amp: Callable  # () -> the autocast context (or a null one)
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.train.batch_size * self.task.seq_len * (2 if self.task.kind == "retrieve" else 1)
+
+
+def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int = 0, world: int = 1,
+          task=None, splits: Optional[dict] = None) -> Parts:
+    """Task, data, model, optimiser, schedule and autocast for `cfg`, seeded by cfg.seed. The model is compiled
+    (train.compile) and wrapped for DDP (world > 1). `task` and `splits`, when given, replace the registered
+    task and its data (benchmarks: synthetic batches of a task's shape)."""
+    t = cfg.train
+    if t.batch_size % (world * t.grad_accum):
+        raise UserError(f"train.batch_size ({t.batch_size}) must be divisible by the number of processes ({world}) "
+                        f"times train.grad_accum ({t.grad_accum})")
+    torch.manual_seed(cfg.seed)
+    task = TASKS.get(cfg.task.name)(cfg.task) if task is None else task
+    splits = task.splits() if splits is None else splits
+    model = build_model(task, cfg.model).to(device)
+    opt = make_optimizer(model, t)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
+    use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")
+    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    net = model
+    if t.compile:
+        net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode)
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    trim = task.kind != "lm" and task.pad_id is not None and model.pad_invariant
+    return Parts(cfg, task, splits, model, net, opt, sched, amp, device, rank, world, trim)
+
+
+def host_batch(p: Parts, step: int) -> dict:
+    """Training batch `step` for this rank, as CPU tensors (pinned when prefetched for a GPU: the copy is then
+    asynchronous)."""
+    t = p.cfg.train
+    batch = p.splits["train"].train_batch(step, t.batch_size, p.cfg.seed)
+    if p.trim:
+        batch = trim_padding(batch, p.task.pad_id, buckets=t.length_buckets)
+    out = {}
+    for k, v in batch.items():
+        v = v[p.rank::p.world] if p.world > 1 else v
+        v = torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64))
+        out[k] = v.pin_memory() if p.device.type == "cuda" and t.prefetch else v
+    return out
+
+
+def batches(p: Parts, start: int):
+    """Device batches of steps start, start+1, ...; with train.prefetch > 0 a background thread prepares that
+    many batches ahead, so data never waits on the GPU (the batches are the same: a pure function of the step)."""
+    ahead, step = p.cfg.train.prefetch, start
+    dev = lambda b: {k: v.to(p.device, non_blocking=True) for k, v in b.items()}  # noqa: E731
+    if not ahead:
+        while True:
+            yield dev(host_batch(p, step))
+            step += 1
+    with ThreadPoolExecutor(1, thread_name_prefix="lra-prefetch") as pool:
+        pending = deque(pool.submit(host_batch, p, s) for s in range(step, step + ahead))
+        step += ahead
+        while True:
+            ready = pending.popleft().result()
+            pending.append(pool.submit(host_batch, p, step))
+            step += 1
+            yield dev(ready)
+
+
+def forward_backward(p: Parts, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Gradients of the batch's mean loss, in train.grad_accum equal micro-batches (the same gradient as one
+    batch: each micro-batch's mean loss is divided by their number). Returns the batch's mean loss and, for
+    classifiers, its fraction of correct predictions (0-d tensors on the device)."""
+    t = p.cfg.train
+    k, n = t.grad_accum, batch["y"].shape[0]
+    graphs = t.compile and t.compile_mode == "reduce-overhead"
+    p.opt.zero_grad(set_to_none=True)
+    losses, correct = [], []
+    for i in range(k):
+        mb = batch if k == 1 else {key: v[i * n // k:(i + 1) * n // k] for key, v in batch.items()}
+        if graphs:  # CUDA graphs: this forward may reuse the previous one's output memory
+            torch.compiler.cudagraph_mark_step_begin()
+        sync = contextlib.nullcontext() if p.world == 1 or i == k - 1 else p.net.no_sync()  # all-reduce once
+        with sync:
+            with p.amp():
+                logits = p.net(mb)
+            loss = loss_fn(logits, mb["y"])
+            (loss / k if k > 1 else loss).backward()
+        losses.append(loss.detach())
+        if p.task.kind != "lm":
+            correct.append((logits.argmax(-1) == mb["y"]).float().mean())
+    mean = lambda xs: xs[0] if k == 1 else torch.stack(xs).mean()  # noqa: E731
+    return mean(losses), (mean(correct) if correct else None)
+
+
+def apply_update(p: Parts) -> None:
+    """Gradient clipping, AdamW, the schedule's next learning rate."""
+    if p.cfg.train.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(p.model.parameters(), p.cfg.train.grad_clip)
+    p.opt.step()
+    p.sched.step()
+
+
+def train_step(p: Parts, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """One optimisation step: what the loop runs per step, less its NaN / stop check between the two halves.
+    Returns the batch's loss and accuracy (device tensors)."""
+    loss, acc = forward_backward(p, batch)
+    apply_update(p)
+    return loss, acc
+
+
+def agree(p: Parts, *flags) -> list[bool]:
+    """The flags (bools or 0-d device tensors: non-finite loss, stop requested) OR-ed over the ranks: a rank
+    leaving the loop alone would hang the others. One device-to-host copy."""
+    if p.world == 1:
+        return [bool(f) for f in flags]
+    v = torch.stack([torch.as_tensor(f, device=p.device).float().reshape(()) for f in flags])
+    dist.all_reduce(v, op=dist.ReduceOp.MAX)
+    return [bool(f) for f in v.tolist()]
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -150,7 +343,7 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
     for i, batch in enumerate(split.eval_batches(bs, limit)):
         if i % world != rank:
             continue
-        b = to_device(trim_padding(batch, task.pad_id) if trim else batch, device)
+        b = to_device(trim_padding(batch, task.pad_id, buckets=cfg.train.length_buckets) if trim else batch, device)
         with amp():
             logits = model(b)
         loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), b["y"].reshape(-1),
@@ -173,215 +366,73 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
     return {"loss": loss, **classification_metrics(np.concatenate(labels), np.concatenate(preds), task.n_classes)}
 
 
-# ----------------------------------------------------------------------------- the loop
+def evaluate_split(p: Parts, name: str, whole: bool = False) -> dict:
+    """`evaluate` on one of the run's splits: validation passes use train.eval_batches, testing the whole split."""
+    return evaluate(p.net, p.splits[name], p.task, p.cfg, p.device, p.amp, p.rank, p.world, p.trim,
+                    max_batches=0 if whole else None)
 
 
-def build_model(task, mcfg):
-    """The model `mcfg` names, built for `task` (on the CPU), or a UserError saying why it cannot run there.
-    run, validate and `list models` all ask this, so they agree on what runs where."""
-    try:
-        model = MODELS.get(mcfg.name)(task, mcfg)
-    except ValueError as e:
-        raise UserError(f"model '{mcfg.name}': {e}") from None
-    if task.kind == "lm" and not model.causal:
-        raise UserError(f"model '{mcfg.name}' is not causal: trained on next-token prediction it would see "
-                        f"the tokens it predicts; use gpt or a wavelet decoder for '{task.name}'")
-    return model
+# ----------------------------------------------------------------------------- checkpoints, rows, curve
 
 
-def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: bool = True,
-          log=print) -> Outcome:
-    rank, world, local_rank = dist_info()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
-    main = rank == 0
-    device = pick_device(cfg.device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    t = cfg.train
-    if t.batch_size % world:
-        raise UserError(f"train.batch_size ({t.batch_size}) must be divisible by the number of processes ({world})")
+def save_checkpoint(p: Parts, path: Path, step: int, best: Optional[dict], wall: float) -> None:
+    """Everything `load_checkpoint` needs to continue bit-for-bit: weights, optimiser, schedule, RNG, step."""
+    if not p.main:
+        return
+    state = {"model": p.model.state_dict(), "optimizer": p.opt.state_dict(), "scheduler": p.sched.state_dict(),
+             "rng": {"torch": torch.get_rng_state(),
+                     "cuda": torch.cuda.get_rng_state(p.device) if p.device.type == "cuda" else None},
+             "step": step, "best": best, "wall_time_s": wall, "config_hash": p.cfg.hash}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
-    run_id, run_dir = run_paths(cfg)
-    ckpt_path, result_path = run_dir / "checkpoint.pt", run_dir / "result.csv"
-    if result_path.is_file() and not force:
-        prev = results.load([result_path])
-        if len(prev) and (prev["status"] == "ok").all():
-            log(f"already done: {run_dir} (same config and seed; pass --force to run again)")
-            return Outcome(run_dir, "ok", _metrics_from_rows(prev), skipped=True)
-    if ckpt_path.is_file() and not resume and not force:
-        raise UserError(f"{run_dir} holds an unfinished run: pass --resume to continue it or --force to start over")
 
-    torch.manual_seed(cfg.seed)
-    task = TASKS.get(cfg.task.name)(cfg.task)
-    splits = task.splits()
-    model = build_model(task, cfg.model).to(device)
-    n_params = model.n_params()
-    opt = make_optimizer(model, t)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
-    use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")
-    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+def load_checkpoint(p: Parts, path: Path) -> tuple[int, Optional[dict], float]:
+    """Restore a checkpoint into `p`; returns (step, best validation record, wall time so far)."""
+    ck = torch.load(path, map_location=p.device, weights_only=False)
+    p.model.load_state_dict(ck["model"])
+    p.opt.load_state_dict(ck["optimizer"])
+    p.sched.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["rng"]["torch"])
+    if p.device.type == "cuda" and ck["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(ck["rng"]["cuda"], p.device)
+    return ck["step"], ck["best"], ck["wall_time_s"]
 
-    start, best, history_wall = 0, None, 0.0
-    if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        if device.type == "cuda" and ck["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ck["rng"]["cuda"], device)
-        start, best, history_wall = ck["step"], ck["best"], ck["wall_time_s"]
-        if main:
-            log(f"resuming {run_dir} at step {start}")
-    elif resume and main and run_dir.exists():
-        log(f"nothing to resume at {run_dir}; starting from step 0")
 
-    env = results.environment(device)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, run_dir / "config.yaml")
-        results.write_json(run_dir / "env.json", {**env, "run_id": run_id, "config_hash": cfg.hash,
-                                                  "world_size": world})
-        _truncate_metrics(run_dir / "metrics.jsonl", start)
+def result_rows(p: Parts, entries: list[tuple[str, dict, int]], wall: float, status: str) -> list[dict]:
+    """Tidy rows: one per (split, metric) of `entries` = [(split, metrics, step the metrics were measured at)]."""
+    env = results.environment(p.device)
+    run_id, _ = run_paths(p.cfg)
+    base = dict(run_id=run_id, task=p.task.name, task_version=p.task.version, data_source=p.task.source,
+                model=p.cfg.model.name, n_params=p.model.n_params(), seed=p.cfg.seed, config_hash=p.cfg.hash,
+                git_sha=env["git_sha"], device=env["device"], schema_version=results.SCHEMA_VERSION)
+    return [dict(base, split=split, metric=k, value=v, step=step, tokens_seen=step * p.tokens_per_step,
+                 wall_time_s=round(wall, 3), status=status)
+            for split, ms, step in entries for k, v in ms.items()]
 
-    net = model
-    if t.compile:
-        net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode)
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_split, seq = splits["train"], task.seq_len
-    trim = task.kind != "lm" and task.pad_id is not None and model.pad_invariant
-    tokens_per_step = t.batch_size * seq * (2 if task.kind == "retrieve" else 1)
-    crash_at = int(os.environ.get(CRASH_ENV, -1))
-    val_metric = "loss" if task.kind == "lm" else "accuracy"
-    better = (lambda a, b: a < b) if task.kind == "lm" else (lambda a, b: a > b)
-    base = dict(run_id=run_id, task=task.name, task_version=task.version, data_source=task.source,
-                model=cfg.model.name, n_params=n_params, seed=cfg.seed, config_hash=cfg.hash,
-                git_sha=env["git_sha"], device=env["device"],
-                schema_version=results.SCHEMA_VERSION)
+def log_metrics(p: Parts, run_dir: Path, rec: dict) -> None:
+    """Every curve point (train and val) passes through here: appended to metrics.jsonl by rank 0."""
+    if p.main:
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
 
-    def rows_for(metrics: dict, step: int, wall: float, status: str) -> list[dict]:
-        return [dict(base, split=split, metric=k, value=v, step=step, tokens_seen=step * tokens_per_step,
-                     wall_time_s=round(wall, 3), status=status)
-                for split, ms in metrics.items() for k, v in ms.items()]
 
-    def save_checkpoint(step: int, wall: float):
-        if not main:
-            return
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "rng": {"torch": torch.get_rng_state(),
-                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-                 "step": step, "best": best, "wall_time_s": wall, "config_hash": cfg.hash}
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt_path)
-
-    def log_metrics(rec: dict):
-        if main:
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-
-    # -- the loop ------------------------------------------------------------------------------
-    status, step, last_val = "ok", start, {}
-    t0 = time.perf_counter() - history_wall
-    bar = tqdm(total=t.max_steps, initial=start, desc=f"{task.name}/{cfg.model.name}", unit="step",
-               disable=None if (progress and main) else True, dynamic_ncols=True, file=sys.stderr)
-    stop = {"signal": None}
-    old_handler = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))  # every rank: torchrun signals them all
-    model.train()
-    run_loss, run_correct, run_n, tick, tick_tokens = 0.0, 0, 0, time.perf_counter(), 0
-    try:
-        while step < t.max_steps and (world > 1 or stop["signal"] is None):
-            batch = train_split.train_batch(step, t.batch_size, cfg.seed)
-            if trim:
-                batch = trim_padding(batch, task.pad_id)
-            batch = to_device(batch, device, rank, world)
-            with amp():
-                logits = net(batch)
-            loss = loss_fn(logits, batch["y"])
-            finite = bool(torch.isfinite(loss).all())
-            if world > 1:  # ranks decide together (a rank leaving the loop alone would hang the others)
-                flags = torch.tensor([float(not finite), float(stop["signal"] is not None)], device=device)
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-                nonfinite, stopping = flags.tolist()  # one device-to-host copy
-                finite = not nonfinite
-                if stopping:
-                    stop["signal"] = stop["signal"] or signal.SIGTERM
-                    break
-            if not finite:
-                status = "diverged"
-                log(f"loss is {loss.item()} at step {step}: stopping (status=diverged)")
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update(1)
-
-            run_loss += loss.item()
-            run_n += 1
-            if task.kind != "lm":
-                run_correct += (logits.argmax(-1) == batch["y"]).float().mean().item()
-            tick_tokens += tokens_per_step
-            if step % t.log_every == 0 or step == t.max_steps:
-                dt = time.perf_counter() - tick
-                rec = {"step": step, "split": "train", "loss": run_loss / run_n, "lr": sched.get_last_lr()[0],
-                       "tokens_per_s": tick_tokens / max(dt, 1e-9), "wall_time_s": time.perf_counter() - t0}
-                if task.kind != "lm":
-                    rec["accuracy"] = run_correct / run_n
-                log_metrics(rec)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in rec.items() if k in ("loss", "accuracy", "tokens_per_s")})
-                run_loss, run_correct, run_n, tick, tick_tokens = 0.0, 0, 0, time.perf_counter(), 0
-            if step == 3 and start == 0 and device.type == "cpu" and main:
-                eta = (time.perf_counter() - t0) / 3 * t.max_steps
-                if eta > 600:
-                    log(f"estimated training time on this CPU: {eta / 3600:.1f} h for {t.max_steps} steps "
-                        "(try a smaller preset such as quick, or a GPU)")
-
-            if step % t.eval_every == 0 or step == t.max_steps:
-                last_val = evaluate(net, splits["val"], task, cfg, device, amp, rank, world, trim)
-                log_metrics({"step": step, "split": "val", **last_val, "wall_time_s": time.perf_counter() - t0})
-                if best is None or better(last_val[val_metric], best["value"]):
-                    best = {"step": step, "value": last_val[val_metric], "metrics": last_val}
-                    if main and t.test_on == "best":
-                        torch.save(model.state_dict(), run_dir / "best.tmp")
-                        os.replace(run_dir / "best.tmp", run_dir / "best.pt")
-            if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
-                save_checkpoint(step, time.perf_counter() - t0)
-            if step == crash_at:
-                os._exit(137)  # simulate a hard kill: nothing below runs
-    except KeyboardInterrupt:
-        stop["signal"] = signal.SIGINT
-    finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, old_handler)
-
-    wall = time.perf_counter() - t0
-    if stop["signal"] is not None:
-        save_checkpoint(step, wall)
-        if main:
-            results.write_rows(result_path, rows_for({"val": last_val} if last_val else {}, step, wall, "partial"))
-            log(f"interrupted at step {step}: checkpoint saved; continue with --resume ({run_dir})")
-        return Outcome(run_dir, "partial", {"val": last_val})
-
-    metrics = {"val": last_val} if last_val else {}
-    if status == "ok":
-        if t.test_on == "best" and best is not None and (run_dir / "best.pt").is_file():
-            model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
-        metrics["test"] = evaluate(net, splits["test"], task, cfg, device, amp, rank, world, trim, max_batches=0)
-        metrics["test"]["tested_step"] = best["step"] if (t.test_on == "best" and best) else step
-    if main:
-        results.write_rows(result_path, rows_for(metrics, step, wall, status))
-        save_checkpoint(step, wall)  # the final state, for inspection and further evaluation
-    if world > 1:
-        dist.barrier()
-    return Outcome(run_dir, status, metrics)
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop curve points logged after the checkpoint so no point appears twice, and a line torn
+    by a kill in the middle of writing it."""
+    if not path.is_file():
+        return
+    keep = []
+    for ln in path.read_text().splitlines():
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+            keep.append(ln)
+    results.atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def _metrics_from_rows(df) -> dict:
@@ -391,9 +442,556 @@ def _metrics_from_rows(df) -> dict:
     return out
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop curve points logged after the checkpoint so no point appears twice."""
-    if not path.is_file():
+# ----------------------------------------------------------------------------- seeds as one batched model
+
+
+@dataclass
+class SeedStack:
+    """Several seeds of one configuration trained as one batched model (torch.func.stack_module_state + vmap):
+    each kernel does every seed's work, for the tiny launch-bound models (Pathfinder, Image). `parts` are the
+    seeds' own runs; `unstack` copies the weights back into their models (evaluation, checkpoints, rows).
+    Dropout draws differ from the seeds' separate runs (vmap's own random streams); without dropout one step
+    equals the seeds' separate steps up to float rounding."""
+
+    parts: list
+    params: dict  # name -> (S, ...) leaf tensors
+    buffers: dict
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+
+
+def stack_seeds(parts: list) -> SeedStack:
+    """One SeedStack of Parts that differ only in their seed (and so in their initial weights and data order)."""
+    params, buffers = torch.func.stack_module_state([p.model for p in parts])
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    names = {id(q): n for n, q in parts[0].model.named_parameters()}
+    opt = make_optimizer(parts[0].model, parts[0].cfg.train)  # the same groups, then the stacked tensors in them
+    for g in opt.param_groups:
+        g["params"] = [params[names[id(q)]] for q in g["params"]]
+    return SeedStack(parts, params, buffers, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(parts[0].cfg.train)))
+
+
+def stacked_batch(st: SeedStack, step: int) -> dict:
+    """Every seed's training batch `step`, stacked (S, B, ...) and trimmed together (to the longest seed's)."""
+    p0 = st.parts[0]
+    raw = [p.splits["train"].train_batch(step, p.cfg.train.batch_size, p.cfg.seed) for p in st.parts]
+    batch = {k: np.stack([b[k] for b in raw]) for k in raw[0]}
+    if p0.trim:
+        batch = trim_padding(batch, p0.task.pad_id, buckets=p0.cfg.train.length_buckets)
+    return to_device(batch, p0.device)
+
+
+def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """One optimisation step of every seed: vmapped forward and backward, each seed's gradient clipped by its
+    own norm (as clip_grad_norm_ does per run), AdamW, schedule. Returns the (S,) losses and accuracies."""
+    p0, t = st.parts[0], st.parts[0].cfg.train
+
+    def one(params, buffers, x, y):
+        with p0.amp():
+            logits = torch.func.functional_call(p0.model, (params, buffers), ({"x": x},))
+        return loss_fn(logits, y), logits.argmax(-1)
+
+    losses, preds = torch.func.vmap(one, randomness="different")(st.params, st.buffers, batch["x"], batch["y"])
+    st.opt.zero_grad(set_to_none=True)
+    losses.sum().backward()  # seeds share no weight: the sum's gradient is each seed's own
+    grads = [q.grad for q in st.params.values() if q.grad is not None]
+    if t.grad_clip > 0 and grads:
+        norms = torch.stack([g.reshape(len(st.parts), -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        scale = (t.grad_clip / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+    st.opt.step()
+    st.sched.step()
+    acc = (preds == batch["y"]).float().flatten(1).mean(1) if p0.task.kind != "lm" else None
+    return losses.detach(), acc
+
+
+@torch.no_grad()
+def unstack(st: SeedStack) -> None:
+    """Copy each seed's weights from the stack into its own model."""
+    for i, p in enumerate(st.parts):
+        for name, q in p.model.named_parameters():
+            q.copy_(st.params[name][i])
+        for name, b in p.model.named_buffers():
+            if name in st.buffers:
+                b.copy_(st.buffers[name][i])
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def free_memory(device: torch.device) -> Optional[int]:
+    """Bytes the run may use: free GPU memory on CUDA, the system's available memory on the CPU (None: unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def saved_bytes(model: torch.nn.Module, p: Parts, device) -> int:
+    """Bytes autograd keeps for the backward pass of one full-length training example of `p`'s task through
+    `model` on `device`: one forward (train mode, the run's autocast) that counts the storages it saves,
+    parameters excluded. The RNG is restored, so the run's numbers do not change."""
+    params = {q.untyped_storage()._cdata for q in model.parameters()}  # _cdata: the storage's identity
+    saved: dict = {}
+
+    def pack(x):
+        s = x.untyped_storage()
+        if s._cdata not in params:
+            saved[s._cdata] = s.nbytes()
+        return x
+
+    with torch.random.fork_rng(devices=[p.device] if p.device.type == "cuda" else []):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x), p.amp():
+            out = model(longest_example(p, device))
+    del out
+    return sum(saved.values())
+
+
+def longest_example(p: Parts, device) -> dict:
+    """One training example as long as the run's batches can be: the training arrays' width (the task's
+    seq_len for token streams), token id 1 everywhere (no position is padding)."""
+    x = getattr(p.splits.get("train"), "x", None)
+    length = min(p.task.seq_len, x.shape[-1]) if x is not None else p.task.seq_len
+    shape = (1, 2, length) if p.task.kind == "retrieve" else (1, length)
+    return {"x": torch.full(shape, 1 if p.task.vocab_size > 1 else 0, dtype=torch.long, device=device)}
+
+
+def activation_bytes(p: Parts, free: Optional[int] = None) -> int:
+    """`saved_bytes` of one example. On the CPU the meta device first gives an upper bound without allocating
+    anything (it takes attention's plain path, which saves the T x T scores); only when that bound fits in
+    `free` does a real forward measure it. On a GPU a real forward; running out of memory there is not fitting."""
+    if p.device.type != "cuda":
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                meta = build_model(p.task, p.cfg.model).train()
+            bound = saved_bytes(meta, p, "meta")
+            if free is not None and 1.5 * bound > free:
+                return bound
+        except (RuntimeError, NotImplementedError, TypeError, ValueError):
+            pass  # an operation without a meta kernel: measure for real
+        return saved_bytes(p.model, p, p.device)
+    try:
+        return saved_bytes(p.model, p, p.device)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return (free or 0) + 1
+
+
+def estimate_memory(p: Parts, free: Optional[int] = None) -> dict:
+    """Peak training memory in bytes, a rough upper bound: the parameters, their gradients and AdamW's two moments
+    (4 copies), plus 1.5 x the activations of one micro-batch (the backward pass's temporaries on top)."""
+    t = p.cfg.train
+    state = 4 * sum(q.numel() * q.element_size() for q in p.model.parameters())
+    per_example = activation_bytes(p, free)
+    micro = t.batch_size // (p.world * t.grad_accum)
+    return {"state": state, "per_example": per_example, "micro_batch": micro,
+            "total": state + int(1.5 * per_example * micro)}
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+
+
+def check_memory(p: Parts) -> None:
+    """Refuse (a UserError) a run whose estimated peak memory exceeds what the device has free, before it
+    allocates anything large; suggest a batch size or train.grad_accum that fits."""
+    t = p.cfg.train
+    free = free_memory(p.device) if t.memory_check else None
+    if free is None:
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    results.atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    est = estimate_memory(p, free)
+    (refused,) = agree(p, est["total"] > free)  # torchrun: every rank stops if one must (or the others would hang)
+    if not refused:
+        return
+    if est["total"] <= free:
+        raise UserError("another process of this torchrun run has too little free memory for train.batch_size="
+                        f"{t.batch_size} (its message says what fits)")
+    fit = int((free - est["state"]) / (1.5 * max(est["per_example"], 1)))  # examples per micro-batch that fit
+    per_rank = t.batch_size // p.world
+    need = (f"train.batch_size={t.batch_size} needs about {_size(est['total'])} on {p.device} "
+            f"({_size(est['state'])} weights, gradients and AdamW state, {_size(est['per_example'])} of activations "
+            f"per example) but {_size(free)} is free")
+    if fit < 1:
+        raise UserError(f"{need}: even one example per micro-batch does not fit; use a smaller model or another device "
+                        "(train.memory_check=false skips this check)")
+    batch = p.world * 2 ** int(math.log2(fit))
+    accum = next((k for k in range(2, per_rank + 1) if per_rank % k == 0 and per_rank // k <= fit), None)
+    hint = f"use train.batch_size={batch}" + (f", or train.grad_accum={accum} (the same update in micro-batches)"
+                                              if accum else "")
+    raise UserError(f"{need}: {hint} (train.memory_check=false skips this check)")
+
+
+# ----------------------------------------------------------------------------- the run folder
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """One writer per run folder: `lock` holds the owner's pid and host while it runs. Another live owner is a
+    UserError naming it; a lock left by a dead process (kill -9) is taken over. A folder left empty is removed."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None:
+                raise UserError(f"{run_dir} is being written by {owner} (lock file {path.name}); wait for it to "
+                                "finish or stop it (delete the lock only if that process is gone)") from None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # stale: its owner is dead
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if nothing was written (a refused start)
+
+
+def _lock_owner(path: Path) -> Optional[str]:
+    """'process PID on HOST' while the lock's owner lives (or cannot be checked: another host), else None."""
+    try:
+        pid_s, host = path.read_text().split()
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return f"process {pid} on {host}"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return f"process {pid} on {host}"
+
+
+def _finished(run_dir: Path, log) -> Optional[Outcome]:
+    """The outcome of a run that ended before (ok or diverged), or None: those are not run again without --force."""
+    path = run_dir / "result.csv"
+    prev = results.load([path]) if path.is_file() else None
+    if prev is None or not len(prev):
+        return None
+    if (prev["status"] == "ok").all():
+        log(f"already done: {run_dir} (same config and seed; pass --force to run again)")
+        return Outcome(run_dir, "ok", _metrics_from_rows(prev), skipped=True)
+    if (prev["status"] == "diverged").all():
+        train_rows = prev[prev["split"] == "train"]
+        at = int(train_rows["step"].iloc[0]) if len(train_rows) else int(prev["step"].max())
+        log(f"diverged before: {run_dir} (non-finite loss at step {at}); not resumed, since its checkpoint would "
+            "diverge again; change the config (e.g. a lower train.lr) or pass --force to run it again from step 0")
+        return Outcome(run_dir, "diverged", _metrics_from_rows(prev), skipped=True)
+    return None
+
+
+def _siblings(cfg: RunConfig, run_dir: Path) -> list[Path]:
+    """Other run folders of the same task, model and seed (other configurations)."""
+    prefix = f"{cfg.task.name}-{cfg.model.name}-s{cfg.seed}-"
+    return sorted(d for d in run_dir.parent.glob(prefix + "*") if d.is_dir() and d != run_dir)
+
+
+def continuation(cfg: RunConfig, run_dir: Path) -> Optional[Path]:
+    """The folder of a run whose config is this one with a smaller train.max_steps and whose checkpoint this
+    run can continue (the one with the most steps; diverged or failed runs excluded), or None."""
+    found = None
+    for d in _siblings(cfg, run_dir):
+        try:
+            steps = int(yaml.safe_load((d / "config.yaml").read_text())["train"]["max_steps"])
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+            continue
+        shorter = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+        if steps >= cfg.train.max_steps or run_paths(shorter)[1].name != d.name:
+            continue
+        ended = _finished(d, lambda s: None)
+        if not (d / "checkpoint.pt").is_file() or (ended is not None and ended.status != "ok"):
+            continue
+        if found is None or steps > found[0]:
+            found = (steps, d)
+    return found[1] if found else None
+
+
+def resume_from(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, strict: bool, log) -> Optional[Path]:
+    """The checkpoint this run continues from, or None for a fresh start; UserErrors for what cannot be meant.
+
+    A run folder is keyed on the whole config, max_steps included. Raising train.max_steps makes a new folder;
+    with --resume it continues the shorter run's final checkpoint (recorded as `continued_from` in env.json)
+    when the schedule does not depend on max_steps (constant, rsqrt): then the result is the same as a run of
+    the new length from step 0. Cosine and linear decay over max_steps, so a continued run would not be."""
+    ckpt = run_dir / "checkpoint.pt"
+    if force:
+        return None
+    if ckpt.is_file():
+        if not resume:
+            raise UserError(f"{run_dir} holds an unfinished run: pass --resume to continue it or --force to start over")
+        return ckpt
+    if not resume:
+        return None
+    shorter = continuation(cfg, run_dir)
+    if shorter is not None and cfg.train.schedule in ("constant", "rsqrt"):
+        return shorter / "checkpoint.pt"
+    if shorter is not None:
+        msg = (f"{shorter.name} is this run with fewer steps, but train.schedule={cfg.train.schedule} decays over "
+               f"train.max_steps, so continuing it would not give the {cfg.train.max_steps}-step run")
+        if strict:
+            raise UserError(f"{msg}: pass --force to train {cfg.train.max_steps} steps from step 0")
+        log(f"{msg}; starting from step 0")
+        return None
+    if strict:
+        others = _siblings(cfg, run_dir)
+        hint = (f"; other runs of {cfg.task.name} / {cfg.model.name} / seed {cfg.seed} (other configurations): "
+                + ", ".join(d.name for d in others[:5]) + (" ..." if len(others) > 5 else "")) if others else ""
+        raise UserError(f"nothing to resume: no checkpoint in {run_dir} (config hash {cfg.hash}){hint}; "
+                        "run without --resume to start it")
+    return None
+
+
+def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path]) -> None:
+    """config.yaml, env.json and the curve so far (points after the checkpoint dropped; copied from the run
+    continued, if any)."""
+    if not p.main:
+        return
+    run_id, _ = run_paths(p.cfg)
+    env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world}
+    if source is not None and source.parent != run_dir:
+        env.update(continued_from=source.parent.name, continued_at_step=start)
+        for name in ("metrics.jsonl", "best.pt"):
+            if (source.parent / name).is_file():
+                shutil.copyfile(source.parent / name, run_dir / name)
+    config_mod.save(p.cfg, run_dir / "config.yaml")
+    results.write_json(run_dir / "env.json", env)
+    _truncate_metrics(run_dir / "metrics.jsonl", start)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class Meter:
+    """Running train loss / accuracy between log steps and the first non-finite loss. lazy (train.lazy_metrics):
+    kept on the device and read only at log steps, so the hot loop never waits for the GPU; else read every
+    step, exactly as summed on the host."""
+
+    def __init__(self, lazy: bool, device: torch.device):
+        self.lazy, self.device = lazy, device
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device) if lazy else None
+        self.bad_loss = torch.zeros((), device=device) if lazy else None
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss, self.correct, self.n = 0.0, 0.0, 0
+
+    def watch(self, loss: torch.Tensor, step: int) -> None:
+        """lazy: remember the first step whose loss is not finite (on the device)."""
+        first = ~torch.isfinite(loss) & (self.bad_step < 0)
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_loss = torch.where(first, loss.float(), self.bad_loss)
+
+    def add(self, loss: torch.Tensor, acc: Optional[torch.Tensor]) -> None:
+        if self.lazy:
+            self.loss = self.loss + loss.float()
+            self.correct = self.correct + (acc if acc is not None else 0.0)
+        else:
+            self.loss += loss.item()
+            self.correct += acc.item() if acc is not None else 0.0
+        self.n += 1
+
+    def read(self) -> tuple[float, float]:
+        """Mean loss and accuracy since the last read (one device-to-host copy when lazy)."""
+        if self.lazy:
+            loss, correct = torch.stack([torch.as_tensor(self.loss).float(),
+                                         torch.as_tensor(self.correct, device=self.device).float()]).tolist()
+        else:
+            loss, correct = self.loss, self.correct
+        n = max(self.n, 1)
+        self.reset()
+        return loss / n, correct / n
+
+    def first_bad(self, p: Parts) -> tuple[int, float]:
+        """lazy: (step, loss) of the first non-finite loss, the earliest over the ranks."""
+        step = torch.where(self.bad_step < 0, torch.iinfo(torch.long).max, self.bad_step)
+        if p.world > 1:
+            mine = step.clone()
+            dist.all_reduce(step, op=dist.ReduceOp.MIN)
+            return int(step), float(self.bad_loss) if int(mine) == int(step) else float("nan")
+        return int(step), float(self.bad_loss)
+
+
+def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_wall: float, progress: bool,
+             log) -> Outcome:
+    """Train from `start` to train.max_steps with evaluation, checkpoints, signals and NaN handling; write the
+    rows. Returns the outcome."""
+    t, task, ckpt_path = p.cfg.train, p.task, run_dir / "checkpoint.pt"
+    val_metric = "loss" if task.kind == "lm" else "accuracy"
+    better = (lambda a, b: a < b) if task.kind == "lm" else (lambda a, b: a > b)
+    crash_at = int(os.environ.get(CRASH_ENV, -1))
+    step, last_val, val_step, last_train, diverged = start, {}, start, None, None
+    t0 = time.perf_counter() - history_wall
+    bar = tqdm(total=t.max_steps, initial=start, desc=f"{task.name}/{p.cfg.model.name}", unit="step",
+               disable=None if (progress and p.main) else True, dynamic_ncols=True, file=sys.stderr)
+    plain = progress and p.main and bar.disable  # off a terminal: a plain line per log step instead of the bar
+    stop = {"signal": None}
+    old_handler = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))  # every rank: torchrun signals them all
+    meter, data = Meter(t.lazy_metrics, p.device), batches(p, start)
+    p.model.train()
+    tick, tick_tokens = time.perf_counter(), 0
+    try:
+        while step < t.max_steps and (p.world > 1 or stop["signal"] is None):
+            loss, acc = forward_backward(p, next(data))
+            if t.lazy_metrics:
+                meter.watch(loss, step)
+            else:  # the ranks decide together, before the update
+                nonfinite, stopping = agree(p, ~torch.isfinite(loss).all(), stop["signal"] is not None)
+                if stopping and p.world > 1:
+                    stop["signal"] = stop["signal"] or signal.SIGTERM
+                    break
+                if nonfinite:
+                    diverged = (step, loss.item())
+                    break
+            apply_update(p)
+            step += 1
+            bar.update(1)
+            meter.add(loss, acc)
+            tick_tokens += p.tokens_per_step
+
+            halt = False
+            if step % t.log_every == 0 or step == t.max_steps:
+                if t.lazy_metrics:  # the deferred checks: NaN (and, under DDP, the stop agreement)
+                    nonfinite, stopping = agree(p, meter.bad_step >= 0, stop["signal"] is not None)
+                    if nonfinite:
+                        diverged = meter.first_bad(p)
+                        break
+                    halt = stopping and p.world > 1
+                dt = time.perf_counter() - tick
+                mean_loss, mean_acc = meter.read()
+                rec = {"step": step, "split": "train", "loss": mean_loss, "lr": p.sched.get_last_lr()[0],
+                       "tokens_per_s": tick_tokens / max(dt, 1e-9), "wall_time_s": time.perf_counter() - t0}
+                if task.kind != "lm":
+                    rec["accuracy"] = mean_acc
+                log_metrics(p, run_dir, rec)
+                last_train = rec
+                shown = {k: f"{v:.3g}" for k, v in rec.items() if k in ("loss", "accuracy", "tokens_per_s")}
+                bar.set_postfix(shown)
+                if plain:
+                    log(f"step {step}/{t.max_steps}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+                tick, tick_tokens = time.perf_counter(), 0
+            if step == 3 and start == 0 and p.device.type == "cpu" and p.main:
+                eta = (time.perf_counter() - t0) / 3 * t.max_steps
+                if eta > 600:
+                    log(f"estimated training time on this CPU: {eta / 3600:.1f} h for {t.max_steps} steps "
+                        "(try a smaller preset such as quick, or a GPU)")
+
+            if step % t.eval_every == 0 or step == t.max_steps:
+                last_val, val_step = evaluate_split(p, "val"), step
+                log_metrics(p, run_dir, {"step": step, "split": "val", **last_val,
+                                         "wall_time_s": time.perf_counter() - t0})
+                if plain:
+                    log(f"step {step}/{t.max_steps}: val {val_metric} {last_val[val_metric]:.4g}")
+                if best is None or better(last_val[val_metric], best["value"]):
+                    best = {"step": step, "value": last_val[val_metric], "metrics": last_val}
+                    if p.main and t.test_on == "best":
+                        torch.save(p.model.state_dict(), run_dir / "best.tmp")
+                        os.replace(run_dir / "best.tmp", run_dir / "best.pt")
+            if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
+                save_checkpoint(p, ckpt_path, step, best, time.perf_counter() - t0)
+            if step == crash_at:
+                os._exit(137)  # simulate a hard kill: nothing below runs
+            if halt:  # lazy DDP: the ranks agreed at this log step to stop (after its point, evaluation, checkpoint)
+                stop["signal"] = stop["signal"] or signal.SIGTERM
+                break
+    except KeyboardInterrupt:
+        stop["signal"] = signal.SIGINT
+    finally:
+        bar.close()
+        data.close()
+        signal.signal(signal.SIGTERM, old_handler)
+    return _finish(p, run_dir, step, best, last_val, val_step, last_train, diverged, stop["signal"],
+                   time.perf_counter() - t0, log)
+
+
+def _finish(p: Parts, run_dir: Path, step: int, best, last_val: dict, val_step: int, last_train: Optional[dict],
+            diverged: Optional[tuple], stopped, wall: float, log) -> Outcome:
+    """Rows, the final checkpoint and the outcome of a loop that ended: interrupted, diverged, or ok. Every row
+    carries the step its metrics were measured at."""
+    t, ckpt_path, result_path = p.cfg.train, run_dir / "checkpoint.pt", run_dir / "result.csv"
+    metrics = {"val": last_val} if last_val else {}
+    entries = [("val", last_val, val_step)] if last_val else []
+    if last_train is not None:
+        train_entry = ("train", {k: last_train[k] for k in ("loss", "accuracy") if k in last_train}, last_train["step"])
+    else:
+        train_entry = ("train", {"loss": float("nan")}, step)
+    if stopped is not None:
+        save_checkpoint(p, ckpt_path, step, best, wall)
+        if p.main:
+            results.write_rows(result_path, result_rows(p, entries + [train_entry], wall, "partial"))
+            log(f"interrupted at step {step}: checkpoint saved; continue with --resume ({run_dir})")
+        return Outcome(run_dir, "partial", metrics)
+    if diverged is not None:
+        at, value = diverged
+        log(f"loss is {value} at step {at}: stopping (status=diverged)")
+        if p.main:
+            results.write_rows(result_path, result_rows(p, entries + [("train", {"loss": value}, at)], wall,
+                                                        "diverged"))
+        if not t.lazy_metrics:  # lazy: the weights already took the non-finite update; keep the last good checkpoint
+            save_checkpoint(p, ckpt_path, step, best, wall)
+        if p.world > 1:
+            dist.barrier()
+        return Outcome(run_dir, "diverged", metrics)
+
+    if not last_val:  # resumed at the last step (killed while testing): the final validation is measured again
+        last_val, val_step = evaluate_split(p, "val"), step
+        metrics, entries = {"val": last_val}, [("val", last_val, val_step)]
+    save_checkpoint(p, ckpt_path, step, best, wall)  # the final state (before best weights are loaded for testing)
+    if t.test_on == "best" and best is not None and (run_dir / "best.pt").is_file():
+        p.model.load_state_dict(torch.load(run_dir / "best.pt", map_location=p.device, weights_only=True))
+    metrics["test"] = evaluate_split(p, "test", whole=True)
+    metrics["test"]["tested_step"] = best["step"] if (t.test_on == "best" and best) else step
+    if p.main:
+        results.write_rows(result_path, result_rows(p, entries + [("test", metrics["test"], step)], wall, "ok"))
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / "error.json").unlink()  # a failure recorded before is stale now
+    if p.world > 1:
+        dist.barrier()
+    return Outcome(run_dir, "ok", metrics)
+
+
+def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: bool = True, log=print,
+          strict_resume: bool = False) -> Outcome:
+    """Train `cfg` in its run folder (see `run_paths`) and write its rows.
+
+    resume: continue the folder's checkpoint (or a shorter run of this config, see `resume_from`) if there is one.
+    strict_resume (the CLI's --resume): also a UserError when there is nothing to resume. force: start over.
+    A run that ended ok or diverged is not run again (skipped=True) unless forced."""
+    if strict_resume and force:
+        raise UserError("--resume and --force contradict each other: --resume continues the run, --force starts "
+                        "it over from step 0; give one of them")
+    rank, world, device = init_distributed(cfg)
+    run_id, run_dir = run_paths(cfg)
+    with run_lock(run_dir) if rank == 0 else contextlib.nullcontext():
+        done = None if force else _finished(run_dir, log if rank == 0 else (lambda s: None))
+        if done is not None:
+            return done
+        source = resume_from(cfg, run_dir, resume or strict_resume, force, strict_resume, log)
+        p = build(cfg, device, rank, world)
+        check_memory(p)
+        start, best, wall = 0, None, 0.0
+        if source is not None:
+            start, best, wall = load_checkpoint(p, source)
+            if p.main:
+                log(f"resuming {run_dir} at step {start}" + (f" (continuing {source.parent.name})"
+                                                           if source.parent != run_dir else ""))
+        prepare_run_dir(p, run_dir, start, source)
+        return run_loop(p, run_dir, start, best, wall, progress, log if p.main else (lambda s: None))

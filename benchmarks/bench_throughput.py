@@ -1,0 +1,243 @@
+"""Training throughput of the trainer's own loop: every LRA task at its reference configuration x every LRA model,
+with each speed-up on and off, and the GPU time the whole LRA table would take at the reference budgets.
+
+    python3 benchmarks/bench_throughput.py [--variants base,lazy,prefetch,fast] [--tasks ...] [--models ...]
+                                           [--steps 10] [--md results/benchmarks/throughput.md]
+    python3 benchmarks/bench_throughput.py --quick          # CPU, tiny sizes, seconds: checks the script runs
+
+Each cell builds the run with `train.build` (the reference config from tasks/<task>.yaml, or `--set` overrides)
+and runs `train.run_loop` itself for 3 x --steps steps with a log point every --steps steps; tokens/s is the
+trainer's own figure (metrics.jsonl) over the last window, so the first window holds the warm-up (compilation,
+CUDA graph capture). Tokens are nominal: batch x sequence length (x 2 documents for retrieval). Cells run in
+order until --budget-s (540 s) has passed; the rest are marked "not run".
+
+Data: synthetic full-length batches of the task's shape (random token ids; no padding, so trimming and
+length buckets change nothing here: the cost of the longest batch), or --data task for the task's own data.
+
+Variants (train.* switches; README "Speed"):
+    base      the defaults: eager, per-step loss read, data prepared on the critical path
+    lazy      train.lazy_metrics=true (no host-device sync per step)
+    prefetch  train.prefetch=2 (the next batches prepared in a background thread, pinned copies)
+    fast      lazy + prefetch + train.length_buckets=4
+    compiled  fast + train.compile=true
+    graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
+    seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
+              the tokens/s of the three together, its GPU minutes per seed of the table
+
+MFU = 3 x forward FLOPs (flops.py: measured matmul / FFT FLOPs of one example) x examples/s / the device's
+peak dense bf16 FLOP/s (--peak-tflops, or the datasheet figure of a known device). GPU minutes of the table:
+reference max_steps / steps per second x --seeds, per cell, for the base variant and for the fastest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lra_wavelet import config as config_mod  # noqa: E402
+from lra_wavelet import flops  # noqa: E402
+from lra_wavelet import train as T  # noqa: E402
+from lra_wavelet.errors import UserError  # noqa: E402
+from lra_wavelet.registry import TASKS, load_all  # noqa: E402
+
+LRA_TASKS = ["listops", "text", "retrieval", "image", "pathfinder"]
+LRA_MODELS = ["transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable"]
+VARIANTS = {
+    "base": (),
+    "lazy": ("train.lazy_metrics=true",),
+    "prefetch": ("train.prefetch=2",),
+    "fast": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4"),
+    "compiled": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true"),
+    "graphs": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
+               "train.compile_mode=reduce-overhead"),
+    "seeds3": (),  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
+}
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
+QUICK = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "train.batch_size=4")
+
+
+class SyntheticSplit:
+    """Full-length random batches of a task's shape; a pure function of (seed, step) like the real splits."""
+
+    def __init__(self, task, n: int):
+        self.task, self.n = task, n
+        self.shape = (2, task.seq_len) if task.kind == "retrieve" else (task.seq_len,)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _batch(self, rng, size: int) -> dict:
+        low = 1 if self.task.pad_id == 0 else 0  # never the padding id: every position is used
+        x = rng.integers(low, self.task.vocab_size, size=(size, *self.shape))
+        y = x[:, 1:] if self.task.kind == "lm" else rng.integers(0, max(self.task.n_classes, 1), size=size)
+        return {"x": x, "y": y}
+
+    def train_batch(self, step: int, batch_size: int, seed: int) -> dict:
+        return self._batch(np.random.default_rng([seed, step]), batch_size)
+
+    def eval_batches(self, batch_size: int, max_batches: int = 0):
+        yield self._batch(np.random.default_rng(0), min(batch_size, self.n))
+
+
+def peak_flops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v * 1e12 for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def stacked_tokens_per_s(p, seeds: int, n: int) -> float:
+    """Tokens/s of all `seeds` seeds trained as one vmapped model: 2n steps of warm-up, n timed."""
+    parts = [p] + [T.build(dataclasses.replace(p.cfg, seed=p.cfg.seed + i), p.device, task=p.task, splits=p.splits)
+                   for i in range(1, seeds)]
+    st = T.stack_seeds(parts)
+    sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    for step in range(2 * n):
+        T.stacked_step(st, T.stacked_batch(st, step))
+    sync()
+    t0 = time.perf_counter()
+    for step in range(2 * n, 3 * n):
+        T.stacked_step(st, T.stacked_batch(st, step))
+    sync()
+    return seeds * n * p.tokens_per_step / (time.perf_counter() - t0)
+
+
+def measure(task_name: str, model: str, variant: str, args, device: torch.device) -> dict:
+    """One cell: the trainer's loop for 3 windows of args.steps steps; tokens/s of the last window."""
+    n = args.steps
+    sets = tuple(args.set) + VARIANTS[variant] + (QUICK if args.quick else ()) + (
+        f"train.max_steps={3 * n}", f"train.log_every={n}", f"train.eval_every={3 * n}", "train.checkpoint_every=0",
+        "train.eval_batches=1", "train.memory_check=false", f"device={device.type}")
+    cfg = config_mod.resolve(task_name, model, sets=sets)
+    reference = config_mod.resolve(task_name, model, sets=tuple(args.set))  # the budget being estimated
+    task = TASKS.get(task_name)(cfg.task)
+    if args.quick:
+        task.seq_len = 64
+    splits = None
+    if args.data == "synthetic":
+        splits = {k: SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
+    p = T.build(cfg, device, task=task, splits=splits)
+    fpe = flops.count(p.model, task)["flops_per_example"]
+    if variant.startswith("seeds"):
+        tps = stacked_tokens_per_s(p, int(variant[5:]), n)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)
+            recs = [json.loads(ln) for ln in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+        tps = [r["tokens_per_s"] for r in recs if r["split"] == "train"][-1]
+    tokens_per_example = p.tokens_per_step / cfg.train.batch_size
+    steps_per_s = tps / p.tokens_per_step  # seeds3: seed-steps per second (a stacked step advances every seed)
+    return {"tokens_per_s": tps, "flops_per_s": 3 * fpe * tps / tokens_per_example, "steps_per_s": steps_per_s,
+            "ref_steps": reference.train.max_steps, "batch": cfg.train.batch_size, "seq": task.seq_len}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=LRA_TASKS)
+    ap.add_argument("--models", nargs="+", default=LRA_MODELS)
+    ap.add_argument("--variants", default="base,lazy,prefetch,fast", help="any of " + ",".join(VARIANTS))
+    ap.add_argument("--steps", type=int, default=10, help="steps per timing window (3 windows per cell)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per cell of the LRA table (GPU-time estimate)")
+    ap.add_argument("--data", choices=("synthetic", "task"), default="synthetic")
+    ap.add_argument("--set", action="append", default=[], help="config override for every cell, e.g. train.amp=off")
+    ap.add_argument("--peak-tflops", type=float, help="the device's peak dense bf16 TFLOP/s (for MFU)")
+    ap.add_argument("--md", help="also write the tables as Markdown (with device, versions, date, command)")
+    ap.add_argument("--quick", action="store_true", help="CPU, tiny models and length 64, 2-step windows")
+    ap.add_argument("--budget-s", type=float, default=540, help="start no new cell after this many seconds "
+                    "(keeps one call under a 10-minute limit; cells not run are marked)")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps = min(args.steps, 2)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        print(f"unknown variant '{unknown[0]}': expected any of {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    load_all()
+    device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    peak = peak_flops(device, args.peak_tflops)
+    dev_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"CPU ({torch.get_num_threads()} threads)")
+    header = ["# Training throughput: the trainer's loop, LRA reference configurations", "",
+              f"- device: {dev_name}; torch {torch.__version__}, CUDA {torch.version.cuda}",
+              f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+              f"- command: `python3 {' '.join(sys.argv)}`",
+              f"- data: {args.data}; {args.steps} steps per window, the last of 3 windows timed; "
+              f"MFU against {peak / 1e12:.0f} TFLOP/s" if peak else "- MFU: no peak known for this device", ""]
+    lines = list(header)
+
+    def say(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    for h in header:
+        print(h)
+    say("| task | model | batch x length | " + " | ".join(f"{v} tokens/s | {v} MFU" for v in variants) + " |")
+    say("|---|---|---|" + "---|---|" * len(variants))
+    table: dict = {}
+    start = time.perf_counter()
+    for task_name in args.tasks:
+        for model in args.models:
+            cells = []
+            for v in variants:
+                t0 = time.perf_counter()
+                if t0 - start > args.budget_s:
+                    cells.append("not run (--budget-s) | -")
+                    continue
+                try:
+                    r = measure(task_name, model, v, args, device)
+                except UserError as e:  # the model cannot run on this task (build_model says why)
+                    cells.append(f"- ({e})"[:80] + " | -")
+                    continue
+                except Exception as e:  # e.g. a compile failure: reported in the cell, the table goes on
+                    cells.append(f"failed: {type(e).__name__}: {str(e)[:60]} | -")
+                    continue
+                table[(task_name, model, v)] = r
+                mfu = f"{r['flops_per_s'] / peak:.1%}" if peak else "-"
+                cells.append(f"{r['tokens_per_s'] / 1e6:.3g}M | {mfu}")
+                print(f"  {task_name} {model} {v}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            shape = next((f"{r['batch']} x {r['seq']}" for (t_, m_, _), r in table.items()
+                          if (t_, m_) == (task_name, model)), "-")
+            say(f"| {task_name} | {model} | {shape} | " + " | ".join(cells) + " |")
+    say()
+    say(f"GPU minutes of the LRA table at the reference budgets ({args.seeds} seeds per cell; reference max_steps / "
+        "measured steps per second):")
+    say()
+    say("| task | " + " | ".join(f"{v} min" for v in variants) + " |")
+    say("|---|" + "---|" * len(variants))
+    totals = dict.fromkeys(variants, 0.0)
+    complete = dict.fromkeys(variants, True)
+    for task_name in args.tasks:
+        cells = []
+        for v in variants:
+            rs = [table.get((task_name, m, v)) for m in args.models]
+            minutes = sum(r["ref_steps"] / r["steps_per_s"] / 60 * args.seeds for r in rs if r)
+            complete[v] &= all(rs)
+            totals[v] += minutes
+            cells.append(f"{minutes:.0f}" + ("" if all(rs) else " (incomplete)"))
+        say(f"| {task_name} | " + " | ".join(cells) + " |")
+    say("| **all** | " + " | ".join(f"**{totals[v]:.0f}**" + ("" if complete[v] else " (incomplete)")
+                                   for v in variants) + " |")
+    say()
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
