@@ -366,7 +366,7 @@ def submitit_executor(folder: Path, cluster: str | None, params: dict, n_cells: 
         defaults.pop("slurm_array_parallelism")
     try:
         ex.update_parameters(**{**defaults, **params})
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, AssertionError) as e:  # submitit asserts the types of its parameters
         raise UserError(f"--submitit: {e}") from None
     return ex
 
