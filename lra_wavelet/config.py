@@ -89,6 +89,7 @@ class TrainConfig:
     # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     num_workers: int = 0
+    logger: Literal["none", "tensorboard", "wandb"] = "none"  # curves also to TensorBoard / W&B (loggers.py)
 
 
 @dataclass
@@ -109,7 +110,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("out", "device"):
             d.pop(k)
-        for k in ("log_every", "num_workers", "checkpoint_every", "compile_mode"):
+        for k in ("log_every", "num_workers", "checkpoint_every", "compile_mode", "logger"):
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 

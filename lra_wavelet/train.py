@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import config as config_mod
-from . import results
+from . import loggers, results
 from .config import RunConfig
 from .errors import UserError
 from .evaluate import classification_metrics, lm_metrics
@@ -276,10 +276,13 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)
 
+    curves = loggers.make(t.logger if main else "none", run_dir, run_id, cfg, start)  # TensorBoard / W&B views
+
     def log_metrics(rec: dict):
         if main:
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            curves.log(rec)
 
     # -- the loop ------------------------------------------------------------------------------
     status, step, last_val = "ok", start, {}
@@ -358,6 +361,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
         stop["signal"] = signal.SIGINT
     finally:
         bar.close()
+        curves.close()
         signal.signal(signal.SIGTERM, old_handler)
 
     wall = time.perf_counter() - t0
