@@ -101,23 +101,34 @@ def rebuild(d: dict):
     return cfg
 
 
-def check_data(cells: list[Cell], log=print) -> None:
-    """Ask every task of the grid where its data would come from, before any cell trains, so that a missing
-    stand-in or data dir stops the sweep up front (one line, exit 2) rather than after some cells."""
+def distinct_tasks(cells: list[Cell]):
+    """(cell, Task) for each distinct task configuration of the grid (the first cell that has it)."""
     from .registry import TASKS
 
     seen = set()
     for c in cells:
         key = json.dumps(c.cfg["task"], sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        task = TASKS.get(c.task)(rebuild(c.cfg).task)
+        if key not in seen:
+            seen.add(key)
+            yield c, TASKS.get(c.task)(rebuild(c.cfg).task)
+
+
+def check_data(cells: list[Cell], log=print) -> None:
+    """Ask every task of the grid where its data would come from, before any cell trains, so that a missing
+    stand-in or data dir stops the sweep up front (one line, exit 2) rather than after some cells."""
+    for c, task in distinct_tasks(cells):
         which = getattr(task, "which_source", None)
         if which is not None:
             source = which()
             if isinstance(source, str):
                 log(f"data: {c.task} from {source}")
+
+
+def prepare_data(cells: list[Cell]) -> None:
+    """Build each distinct task's data cache here, once, before workers start: two workers must not generate
+    the same cache at the same time, and a broken source should stop the sweep before any worker runs."""
+    for _, task in distinct_tasks(cells):
+        task.splits()
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -223,6 +234,7 @@ def run_workers(cells: list[Cell], gpus: list[str], include=(), log_dir: Path | 
 
     if any(c.cfg["device"].startswith("cuda:") for c in cells):
         raise UserError("--gpus sets each worker's GPU; leave --device at auto or cuda (not cuda:N)")
+    prepare_data(cells)
     ctx = mp.get_context("spawn")  # fresh interpreters: CUDA state is never inherited from this process
     todo, events, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
     for i in range(len(cells)):
