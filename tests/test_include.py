@@ -34,6 +34,7 @@ def _restore_registries(monkeypatch):
 
 def readme_example(tmp_path):
     """The README's `my_variants.py` and `my_variant.yaml` blocks, written as a user would save them."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     section = REPO.joinpath("README.md").read_text().split("## Your own models and tasks")[1].split("\n## ")[0]
     (tmp_path / "my_variants.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
     (tmp_path / "my_variant.yaml").write_text(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))

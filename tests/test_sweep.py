@@ -11,6 +11,7 @@ from lra_wavelet.errors import UserError
 from lra_wavelet.registry import TASKS
 
 from conftest import TINY_LISTOPS
+from test_include import _restore_registries, readme_example  # noqa: F401 (a fixture: what a test registers goes)
 
 TINY = [a for s in TINY_LISTOPS for a in ("--set", s)]
 GRID = ["sweep", "--tasks", "listops", "--models", "gpt", "wavelet", "--device", "cpu", "--no-progress", *TINY,
@@ -18,7 +19,9 @@ GRID = ["sweep", "--tasks", "listops", "--models", "gpt", "wavelet", "--device",
 
 
 def test_cells_spread_over_two_worker_processes_each_with_its_log_then_resume(tmp_path, capsys):
-    assert main([*GRID, "--out", str(tmp_path), "--gpus", "0", "1"]) == 0
+    module, _ = readme_example(tmp_path / "user")  # the README's encoder variant, registered in each worker too
+    grid = [*GRID, "--models", "gpt", "wavelet-encoder-quarter", "--include", str(module)]
+    assert main([*grid, "--out", str(tmp_path), "--gpus", "0", "1"]) == 0
     err = capsys.readouterr().err
     logs = sorted((tmp_path / "logs").glob("sweep-gpu*.log"))
     assert [p.name for p in logs] == ["sweep-gpu0.log", "sweep-gpu1.log"]
@@ -27,11 +30,11 @@ def test_cells_spread_over_two_worker_processes_each_with_its_log_then_resume(tm
     assert ran.count("-- cell 0: ok") == 1 and ran.count("-- cell 1: ok") == 1  # each cell once, by one worker
     assert "[2/2]" in err and "ETA" in err
     results = sorted(tmp_path.rglob("result.csv"))
-    assert len(results) == 2
+    assert {p.parts[-3] for p in results} == {"gpt", "wavelet-encoder-quarter"}
     rows = pd.concat(pd.read_csv(p) for p in results)
     assert not rows.duplicated(["run_id", "split", "metric"]).any() and set(rows.status) == {"ok"}
 
-    assert main([*GRID, "--out", str(tmp_path)]) == 0  # re-run: every cell skipped, nothing written twice
+    assert main([*grid, "--out", str(tmp_path)]) == 0  # re-run: every cell skipped, nothing written twice
     out, err = capsys.readouterr()
     assert "2 cells: 2 ok, 0 failed" in out and err.count("skipped (ok before)") == 2
     for m in tmp_path.rglob("metrics.jsonl"):
