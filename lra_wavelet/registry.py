@@ -153,7 +153,8 @@ def _import_file(f: Path) -> None:
         raise
     except Exception as e:
         del sys.modules[name]
-        line = next((fr.lineno for fr in reversed(traceback.extract_tb(e.__traceback__)) if fr.filename == str(f)), None)
+        frames = traceback.extract_tb(e.__traceback__)
+        line = next((fr.lineno for fr in reversed(frames) if fr.filename == str(f)), None)
         raise UserError(f"{f}{f':{line}' if line else ''}: {type(e).__name__}: {e}") from None
     _included.add(f)
 

@@ -189,7 +189,8 @@ def summarise(cells: list[Cell], results: dict, interrupted: bool = False) -> in
         if r is None or r.status != "ok":
             print(f"  {r.status if r else 'not run'}: {c.label}" + (f" ({r.note})" if r and r.note else ""))
     shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n or k in ("ok", "failed"))
-    print(f"sweep: {len(cells)} cells: {shown}" + ("; interrupted, re-run the same sweep to continue" if interrupted else ""))
+    tail = "; interrupted, re-run the same sweep to continue" if interrupted else ""
+    print(f"sweep: {len(cells)} cells: {shown}{tail}")
     if interrupted or counts["partial"]:
         return INTERRUPTED
     return 0 if counts["ok"] == len(cells) else 1

@@ -81,7 +81,8 @@ def test_installed_packages_register_through_entry_points(tmp_path, monkeypatch)
     info = tmp_path / "lra_ep_demo-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lra-ep-demo\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[lra_wavelet.models]\nep-module = lra_ep_demo\nep-plain = lra_ep_demo:Plain\n")
+    (info / "entry_points.txt").write_text(
+        "[lra_wavelet.models]\nep-module = lra_ep_demo\nep-plain = lra_ep_demo:Plain\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_loaded", False)
     assert {"ep-decorated", "ep-plain", "gpt"} <= set(MODELS.names())
