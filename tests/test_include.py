@@ -25,11 +25,9 @@ def _restore_registries(monkeypatch):
         monkeypatch.setattr(r, "_origins", dict(r._origins))
     monkeypatch.setattr(registry, "_included", set())
     monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
     yield
-    for name in set(sys.modules) - before:
-        if not name.startswith(("lra_wavelet", "torch", "tensorboard")):
-            del sys.modules[name]
+    for name in [f.stem for f in registry._included] + ["lra_ep_demo"]:  # the user modules a test imported
+        sys.modules.pop(name, None)
 
 
 def readme_example(tmp_path):
