@@ -30,7 +30,7 @@ def _children(pid: int) -> list[int]:
 def test_a_preempted_array_task_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
     from lra_wavelet.train import run_paths
 
-    long, long_cfg = _cell("gpt", tmp_path, "train.max_steps=40", "train.eval_every=20", "train.log_every=4")
+    long, long_cfg = _cell("gpt", tmp_path, "train.max_steps=20", "train.eval_every=10", "train.log_every=4")
     ex = sweep.submitit_executor(tmp_path / "submitit", "local", {"timeout_min": 5}, 1, "cpu")
     jobs = ex.map_array(sweep.CellJob(), [long.cfg])  # an array of one task: each task costs a process
     ckpt = run_paths(long_cfg)[1] / "checkpoint.pt"
@@ -44,7 +44,7 @@ def test_a_preempted_array_task_is_requeued_and_resumes_from_its_checkpoint(tmp_
     log = jobs[0].stdout() + jobs[0].stderr()
     assert "Requeued job" in log and "resuming" in log  # submitit requeued it; train(resume=True) continued
     steps = [(r["split"], r["step"]) for r in map(json.loads, (ckpt.parent / "metrics.jsonl").read_text().splitlines())]
-    assert len(steps) == len(set(steps)) and steps[-1] == ("val", 40)
+    assert len(steps) == len(set(steps)) and steps[-1] == ("val", 20)
 
 
 def test_sweep_launcher_submitit_through_the_cli(tmp_path, capsys):
