@@ -222,48 +222,9 @@ def _source_hint(task, tcfg) -> str:
 
 
 def cmd_sweep(a) -> int:
-    from .train import record_failure, train
+    from . import sweep
 
-    grid, layer = {"tasks": a.tasks, "models": a.models, "seeds": a.seeds}, {}
-    if a.grid:
-        g = config_mod.load_yaml(a.grid)
-        grid_keys = {"tasks", "models", "seeds", "preset", "set"}
-        unknown = set(g) - grid_keys - set(config_mod.TOP_KEYS)
-        if unknown:
-            raise UserError(f"{a.grid}: unknown key '{sorted(unknown)[0]}'; expected tasks, models, seeds, preset, set "
-                            f"or config sections ({', '.join(config_mod.TOP_KEYS)})")
-        layer = {k: v for k, v in g.items() if k in config_mod.TOP_KEYS}
-        grid.update({k: g[k] for k in ("tasks", "models", "seeds") if k in g and not grid.get(k)})
-        a.preset = a.preset or g.get("preset")
-        a.set = list(g.get("set") or []) + a.set
-    for k in ("tasks", "models"):
-        if not grid.get(k):
-            raise UserError(f"sweep: no {k} given (--{k} ... or a --grid YAML with '{k}:')")
-        if not isinstance(grid[k], list) or not all(isinstance(v, str) for v in grid[k]):
-            raise UserError(f"{a.grid or 'sweep'}: '{k}' must be a list of names, got {grid[k]!r}")
-    seeds = grid.get("seeds") or [0]
-    if not isinstance(seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
-        raise UserError(f"{a.grid or 'sweep'}: 'seeds' must be a list of integers, got {seeds!r}")
-    cells = [(t, m, s) for t in grid["tasks"] for m in grid["models"] for s in seeds]
-    cfgs = [_resolve(a, task=t, model=m, seed=int(s), grid_layer=layer) for t, m, s in cells]  # check all first
-    done = failed = 0
-    for (t, m, s), cfg in zip(cells, cfgs):
-        print(f"[{done + failed + 1}/{len(cells)}] {t} × {m} × seed {s}", file=sys.stderr)
-        try:
-            out = train(cfg, resume=True, progress=not a.no_progress)
-        except UserError:
-            raise
-        except Exception as e:  # one broken cell must not stop the grid; it is recorded as failed
-            print(f"  failed: {type(e).__name__}: {e} (recorded in {record_failure(cfg, e)})", file=sys.stderr)
-            failed += 1
-            continue
-        _summary(out)
-        if out.status == "partial":  # interrupted (SIGTERM / Ctrl-C): stop the grid; --resume-able
-            print(f"sweep: interrupted in cell {done + failed + 1}/{len(cells)}; {done} cells done, {failed} failed")
-            return INTERRUPTED
-        done += 1
-    print(f"sweep: {done} cells done, {failed} failed")
-    return 0 if not failed else 1
+    return sweep.run(a, _resolve)
 
 
 def _existing(paths) -> list:
@@ -327,6 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--models", nargs="+")
     sw.add_argument("--seeds", nargs="+", type=int)
     sw.add_argument("--grid", help="YAML with tasks, models, seeds (and optionally preset, set)")
+    sw.add_argument("--gpus", nargs="+", metavar="ID",
+                    help="one worker process per GPU id (or 'all'), each with its own log under OUT/logs")
+    sw.add_argument("--launcher", choices=["local", "submitit"], default="local",
+                    help="local: here (or --gpus workers); submitit: a SLURM job array, one task per cell")
+    sw.add_argument("--submitit", action="append", default=[], metavar="KEY=VALUE",
+                    help="submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=240, gpus_per_node=1")
+    sw.add_argument("--submitit-dir", help="submitit's folder of job scripts and logs (default OUT/submitit)")
+    sw.add_argument("--cluster", choices=["slurm", "local", "debug"],
+                    help="submitit's executor (default: slurm where sbatch exists, else local processes)")
+    sw.add_argument("--no-wait", action="store_true", help="submitit: submit and exit, do not follow the jobs")
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(fn=cmd_sweep)
 
@@ -344,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="reports/figures", help="folder for the figures (default reports/figures)")
     pl.add_argument("--include-reduced", action="store_true", help=reduced_help)
     pl.set_defaults(fn=cmd_plot)
+    for sp in sub.choices.values():  # the user's own tasks and models, for every subcommand
+        sp.add_argument("--include", action="append", default=[], metavar="PATH",
+                        help="a .py file (or a folder of them) that registers tasks or models; repeatable")
     return p
 
 
@@ -354,6 +328,10 @@ def main(argv=None) -> int:
             parser.print_help(sys.stderr)
             return 2
         args = parser.parse_args(argv)
+        if args.include:
+            from .registry import include
+
+            include(*args.include)
         status = args.fn(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return status

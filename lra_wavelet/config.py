@@ -110,6 +110,7 @@ class TrainConfig:
     length_buckets: int = 0  # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128)
     lazy_metrics: bool = False  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
     prefetch: int = 0  # batches prepared ahead in a background thread (0: on the critical path)
+    logger: Literal["none", "tensorboard", "wandb"] = "none"  # curves also to TensorBoard / W&B (loggers.py)
 
     def __post_init__(self):
         for key in ("grad_accum",):
@@ -120,10 +121,10 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
 
-# train keys that change no number: logging, checkpoints, compilation, memory and speed switches
+# train keys that change no number: logging (also to TensorBoard / W&B), checkpoints, compilation, memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
 SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile_mode", "grad_accum", "memory_check",
-                   "length_buckets", "lazy_metrics", "prefetch")
+                   "length_buckets", "lazy_metrics", "prefetch", "logger")
 WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
 
 

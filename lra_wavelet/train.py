@@ -45,7 +45,7 @@ import yaml
 from tqdm import tqdm
 
 from . import config as config_mod
-from . import results
+from . import loggers, results
 from .config import RunConfig
 from .errors import UserError
 from .evaluate import classification_metrics, lm_metrics
@@ -206,6 +206,7 @@ class Parts:
     rank: int = 0
     world: int = 1
     trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
+    curves: loggers.Logger = field(default_factory=loggers.Logger)  # TensorBoard / W&B views (train.logger)
 
     @property
     def main(self) -> bool:
@@ -417,6 +418,7 @@ def log_metrics(p: Parts, run_dir: Path, rec: dict) -> None:
     if p.main:
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
+        p.curves.log(rec)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -846,6 +848,7 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
     old_handler = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))  # every rank: torchrun signals them all
     meter, data = Meter(t.lazy_metrics, p.device), batches(p, start)
+    p.curves = loggers.make(t.logger if p.main else "none", run_dir, run_dir.name, p.cfg, start)
     p.model.train()
     tick, tick_tokens = time.perf_counter(), 0
     try:
@@ -917,6 +920,7 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
     finally:
         bar.close()
         data.close()
+        p.curves.close()
         signal.signal(signal.SIGTERM, old_handler)
     return _finish(p, run_dir, step, best, last_val, val_step, last_train, diverged, stop["signal"],
                    time.perf_counter() - t0, log)

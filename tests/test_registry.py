@@ -9,11 +9,14 @@ from lra_wavelet.errors import UserError
 from lra_wavelet.registry import MODELS, TASKS, Registry
 
 
-def test_duplicate_name_is_an_error():
+def test_duplicate_name_is_an_error_naming_both_origins():
     r = Registry("thing")
-    r.register("a")(type("A", (), {}))
-    with pytest.raises(ValueError, match="already registered"):
-        r.register("a")(type("B", (), {}))
+    r.register("a")(type("A", (), {"__module__": __name__}))
+    with pytest.raises(UserError) as e:
+        r.register("a")(type("B", (), {"__module__": __name__}))
+    msg = str(e.value)
+    assert "'a' is registered twice" in msg and "test_registry.A (" in msg and "test_registry.B (" in msg
+    assert __file__ in msg
 
 
 def test_unknown_name_lists_known_names_and_closest():

@@ -1,0 +1,89 @@
+"""Sweeps: worker processes per GPU (run on the CPU here), the summary's counts and exit status, data checked
+before the first cell, stale failures cleared. The submitit launcher is tested in test_cluster.py."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from lra_wavelet.cli import main
+from lra_wavelet.errors import UserError
+from lra_wavelet.registry import TASKS
+
+from conftest import TINY_LISTOPS
+from test_include import _restore_registries, readme_example  # noqa: F401 (a fixture: what a test registers goes)
+
+TINY = [a for s in TINY_LISTOPS for a in ("--set", s)]
+GRID = ["sweep", "--tasks", "listops", "--models", "gpt", "wavelet", "--device", "cpu", "--no-progress", *TINY,
+        "--set", "train.max_steps=4"]
+
+
+def test_cells_spread_over_two_worker_processes_each_with_its_log_then_resume(tmp_path, capsys):
+    module, _ = readme_example(tmp_path / "user")  # the README's encoder variant, registered in each worker too
+    grid = [*GRID, "--models", "gpt", "wavelet-encoder-quarter", "--include", str(module)]
+    assert main([*grid, "--out", str(tmp_path), "--gpus", "0", "1"]) == 0
+    err = capsys.readouterr().err
+    logs = sorted((tmp_path / "logs").glob("sweep-gpu*.log"))
+    assert [p.name for p in logs] == ["sweep-gpu0.log", "sweep-gpu1.log"]
+    assert "CUDA_VISIBLE_DEVICES=0" in logs[0].read_text() and "CUDA_VISIBLE_DEVICES=1" in logs[1].read_text()
+    ran = "".join(p.read_text() for p in logs)
+    assert ran.count("-- cell 0: ok") == 1 and ran.count("-- cell 1: ok") == 1  # each cell once, by one worker
+    assert "[2/2]" in err and "ETA" in err
+    results = sorted(tmp_path.rglob("result.csv"))
+    assert {p.parts[-3] for p in results} == {"gpt", "wavelet-encoder-quarter"}
+    rows = pd.concat(pd.read_csv(p) for p in results)
+    assert not rows.duplicated(["run_id", "split", "metric"]).any() and set(rows.status) == {"ok"}
+
+    assert main([*grid, "--out", str(tmp_path)]) == 0  # re-run: every cell skipped, nothing written twice
+    out, err = capsys.readouterr()
+    assert "2 cells: 2 ok, 0 failed" in out and err.count("skipped (ok before)") == 2
+    for m in tmp_path.rglob("metrics.jsonl"):
+        keys = [(r["split"], r["step"]) for r in map(json.loads, m.read_text().splitlines())]
+        assert len(keys) == len(set(keys))
+
+
+def test_summary_counts_diverged_and_failed_and_a_later_success_clears_the_stale_error(tmp_path, capsys,
+                                                                                      monkeypatch):
+    from lra_wavelet import train as T
+
+    real = T.train
+
+    def flaky(cfg, **kw):
+        if cfg.model.name == "wavelet":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return T.Outcome(T.run_paths(cfg)[1], "diverged", skipped=True)  # diverged in an earlier sweep
+
+    monkeypatch.setattr(T, "train", flaky)
+    assert main([*GRID, "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 cells: 0 ok, 1 diverged, 1 failed" in out and "failed: listops × wavelet × seed 0" in out
+    (error,) = tmp_path.rglob("error.json")
+
+    monkeypatch.setattr(T, "train", real)
+    assert main([*GRID, "--out", str(tmp_path), "--models", "wavelet"]) == 0
+    assert "1 cells: 1 ok" in capsys.readouterr().out
+    assert not error.exists()
+    assert set(pd.read_csv(error.parent / "result.csv").status) == {"ok"}
+
+
+def test_missing_data_stops_the_sweep_before_the_first_cell(tmp_path, capsys, monkeypatch):
+    def missing(self):
+        raise UserError(f"task '{self.name}': no data (simulated missing stand-in)")
+
+    monkeypatch.setattr(TASKS.get("listops"), "which_source", missing, raising=False)
+    assert main([*GRID, "--out", str(tmp_path)]) == 2
+    assert "no data (simulated missing stand-in)" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("result.csv"))  # no cell ran
+
+    monkeypatch.setattr(TASKS.get("listops"), "which_source", lambda self: "generated", raising=False)
+    assert main([*GRID, "--out", str(tmp_path), "--models", "gpt", "--set", "train.max_steps=1"]) == 0
+    assert capsys.readouterr().err.count("data: listops from generated") == 1  # once per distinct task config
+
+
+def test_bad_gpu_ids_are_one_line_errors(tmp_path, capsys):
+    assert main([*GRID, "--out", str(tmp_path), "--gpus", "zero"]) == 2
+    assert "--gpus zero: expected device ids" in capsys.readouterr().err
+    with pytest.raises(UserError, match="leave --device at auto or cuda"):
+        from lra_wavelet import sweep
+
+        sweep.run_workers([sweep.Cell("listops", "gpt", 0, {"device": "cuda:1", "out": str(tmp_path)})], ["0"])
