@@ -240,7 +240,8 @@ def main():
     # --- speed
     rows, rates, hashes, cpu = [], {}, {}, {}
     for size, n in ((32, a.n32), (128, a.n128)):
-        snakes.render(snakes.lra_params(size), 1, 0)  # build this process's sprite tables first
+        for m in snakes.lra_params(size).margins:  # build this process's sprite tables first (workers fork)
+            snakes._kit(snakes.lra_params(size), m)
         for workers in (1, 2):
             log(f"timing {size}x{size}, {workers} worker(s) ...")
             dt, dc, h = min(timed_write(size, n, workers) for _ in range(a.repeat))  # the fastest of the runs
@@ -354,7 +355,28 @@ def main():
     ]
     for size, (n, c) in verdicts.items():
         out.append(f"| {size}x{size} | {n} | {c['ok']} | {c['touching']} | {c['other']} |")
-    out.append("")
+    out += [
+        "",
+        "## Reading",
+        "",
+        "- What makes the reference's images sparse at 32x32 is its seed test, not its drawing: 330 of the 360 seed "
+        "orientations can be placed nowhere (their footprint has no offset with dy <= 0 and dx <= 0 from the "
+        "kernel's anchor, or the like for another corner), so the first target snake always starts up-left and "
+        "most distractor snakes fail all five tries. Ours applies the same rule, derived from each footprint and "
+        "the image size (checked against OpenCV's float dilation for all 360 orientations at every size), and "
+        "draws single-paddle distractors only when asked (`single_paddles=True`; the benchmark's wrapper turns "
+        "them off). With both, the statistics above agree within sampling error; the tests check them on 240 "
+        "images.",
+        "- At 64x64 the rule leaves 95 orientations, at 128x128 nearly all: the distractor count rises towards "
+        "the full number with the size; no setting is tuned per size.",
+        "- Labels are fair coin flips. The validator passes every image except rare label-0 images in which the "
+        "second marker's pixel is also drawn by the first snake: the reference procedure's overlap test "
+        "(mask sum < 1.8, a snake's previous paddle not yet in the mask) lets the end of one target snake touch "
+        "the other. We keep them, as the benchmark's procedure makes them.",
+        "- Speed: the reference spends most of its time resampling the two target snakes (each attempt dilates "
+        "the whole mask), ours grows those attempts side by side and stamps pre-rendered paddles.",
+        "",
+    ]
     text = "\n".join(out)
     print(text)
     Path(a.out).write_text(text)
