@@ -110,10 +110,11 @@ def test_generator_settings_follow_the_benchmark():
 
 def test_generator_is_seeded_worker_independent_and_balanced():
     p = snakes.lra_params(32)
-    a = snakes.render_many(p, 7, range(300), workers=1)
-    b = snakes.render_many(p, 7, range(200, 300), workers=2)  # other workers, other grouping
-    assert all((s.image == t.image).all() and s.label == t.label for s, t in zip(a[200:], b))
-    assert all((s.image == snakes.render(p, 7, i).image).all() for i, s in zip((0, 1, 250), (a[0], a[1], a[250])))
+    a = snakes.render_many(p, 7, range(240), workers=1)
+    b = snakes.render_many(p, 7, range(150, 240), workers=2)  # other workers, other grouping
+    assert all((s.image == t.image).all() and s.label == t.label for s, t in zip(a[150:], b))
+    # alone, each image is what it is in a group of 16 (most distractor seeds fail: every try counts)
+    assert all((a[i].image == snakes.render(p, 7, i).image).all() for i in (0, 1, 2, 3, 4, 5, 17, 200))
     c = snakes.render_many(p, 8, range(4), workers=1)
     assert all((s.image != t.image).any() for s, t in zip(a, c))
     assert 0.42 < np.mean([s.label for s in a]) < 0.58  # labels are fair coin flips
@@ -205,7 +206,7 @@ def test_seed_test_gives_up_where_the_dilation_reaches_outside():
 @pytest.mark.skipif(not REF.is_dir(), reason="shared reference files not present")
 def test_generated_images_have_the_reference_generators_statistics():
     ref = np.stack([np.asarray(Image.open(REF / f"imgs/0/sample_{k}.png")) for k in range(1000)]).astype(float)
-    gen = snakes.render_many(snakes.lra_params(32), 11, range(300))
+    gen = snakes.render_many(snakes.lra_params(32), 11, range(240))
     ours = np.stack([s.image for s in gen]).astype(float)
     assert abs(ours.mean() - ref.mean()) < 1.5
     assert abs((ours > 0).mean() - (ref > 0).mean()) < 0.02

@@ -98,7 +98,7 @@ def read_metadata(root: Path) -> list[tuple[Path, int, Path, int]]:
 
 def content_key(root: Path) -> str:
     """Digest of what the pixels of `root` are decoded from: each metadata file (path, size, mtime)
-    and each image it lists (path, size, mtime). Stat calls only: ~1 s for 200k images."""
+    and each image it lists (path, size, mtime). Stat calls only: ~30 ms CPU per 1000 images."""
     h = hashlib.sha256(json.dumps([file_key(m) for m in _metadata_files(root)]).encode())
     for img, _, f, lineno in read_metadata(root):
         try:
