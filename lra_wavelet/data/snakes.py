@@ -34,10 +34,10 @@ data has the benchmark's distribution (`quirks=True`; `False` gives the clean va
     most negative float, and a negative value anywhere means "no free position" (`_usable`).
     Every seed but the second target snake's is tested so; at 32x32 only 30 of 360 orientations
     pass (95 at 64x64, 354-360 at 128x128), so the first target seed points up-left and most
-    distractor snakes fail all their tries: the reference draws ~1.2 of 5 per image at 32x32.
+    distractor snakes fail all their tries: the reference draws ~1.25 of 5 per image at 32x32.
 
-Speed (~50-100x the reference at 32x32, results/benchmarks/pathfinder.md) without changing the
-procedure's distribution:
+Speed (~120x the reference's CPU time per image at 32x32, results/benchmarks/pathfinder.md)
+without changing the procedure's distribution:
   - a paddle's sprites depend only on its orientation: rendered once per process, then stamped;
     the occupancy mask is uint8 (the reference's float mask x 255, exact) on a padded canvas;
   - the target snakes, resampled until both are complete (~30 attempts per image at 32x32, ~300
