@@ -3,7 +3,7 @@ snakes drawn (32x32 against the shared reference set; 64 and 128 too when the re
 given), speed per image at equal work, label balance, the validator's verdicts, and a side-by-side
 figure. Writes results/benchmarks/pathfinder.md.
 
-    python benchmarks/bench_pathfinder.py [--reference-code DIR] [--figure results/figures/pathfinder_reference_vs_ours.png]
+    python benchmarks/bench_pathfinder.py [--reference-code DIR] [--figure PNG] [--out MD]
 
 --reference-code DIR: a checkout of drewlinsley/pathfinder at ab9c130 (the 2019 code LRA used; it
 needs OpenCV, e.g. `pip install opencv-python-headless`, and matplotlib). It is run, unchanged, in a
@@ -256,7 +256,8 @@ def main():
         ratio = "-"
         if size in refrun:
             rec, rimg = refrun[size]
-            ref_cpu = f"{rec['cpu'] / len(rimg) * 1000:.0f} ({len(rimg)} images, wall {rec['seconds'] / len(rimg) * 1000:.0f})"
+            per = 1000 / len(rimg)
+            ref_cpu = f"{rec['cpu'] * per:.0f} ({len(rimg)} images, wall {rec['seconds'] * per:.0f})"
             ratio = f"{rec['cpu'] / len(rimg) / cpu[size]:.0f}x"
         speed_rows.append(f"| {size}x{size} | {cpu[size] * 1000:.1f} | {ref_cpu} | {ratio} |")
 
@@ -287,7 +288,9 @@ def main():
         cv_version = ""
     import scipy
 
-    ref_drawn = f"{refrun[32][0]['distractors']:.2f} (its code run here, {len(refrun[32][1])} images)" if 32 in refrun else "-"
+    ref_drawn = "-"
+    if 32 in refrun:
+        ref_drawn = f"{refrun[32][0]['distractors']:.2f} (its code run here, {len(refrun[32][1])} images)"
     out = [
         "# Pathfinder generation",
         "",
@@ -302,10 +305,12 @@ def main():
         "",
         "## Pixel statistics, 32x32 hard (both min-max scaled to 0..255 per image)",
         "",
-        "| images | n | mean pixel | sd of per-image mean | non-zero | > 128 | pixels = 255 per image (mean) | (median) "
+        "| images | n | mean pixel | sd of per-image mean | non-zero | > 128 | pixels = 255 per image (mean) "
+        "| (median) "
         "| distractor snakes drawn (of 5) | label 1 |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        f"| benchmark's generator (shared reference) | {stats_cells(ref)} | {ref_drawn} | {ref_labels.mean() * 100:.1f}% |",
+        f"| benchmark's generator (shared reference) | {stats_cells(ref)} | {ref_drawn} | "
+        f"{ref_labels.mean() * 100:.1f}% |",
         f"| ours, seed {REFERENCE_SEED} | {stats_cells(ours_img)} | {ours_drawn:.2f} | "
         f"{np.mean([s.label for s in ours]) * 100:.1f}% |",
         "",
@@ -363,8 +368,9 @@ def main():
         "- What makes the reference's images sparse at 32x32 is its seed test, not its drawing: 330 of the 360 seed "
         "orientations can be placed nowhere (their footprint has no offset with dy <= 0 and dx <= 0 from the "
         "kernel's anchor, or the like for another corner), so the first target snake's first paddle always points "
-        "up-left (-150 to -121 degrees) and most distractor snakes fail all five tries. Ours applies the same rule, derived from each footprint and "
-        "the image size (checked against OpenCV's float dilation for all 360 orientations at every size), and "
+        "up-left (-150 to -121 degrees) and most distractor snakes fail all five tries. Ours applies the same rule, "
+        "derived from each footprint and the image size (checked against OpenCV's float dilation for all 360 "
+        "orientations at every size), and "
         "draws single-paddle distractors only when asked (`single_paddles=True`; the benchmark's wrapper turns "
         "them off). With both, the statistics above agree within sampling error; the tests check them on 240 "
         "images.",

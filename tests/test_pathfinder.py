@@ -147,17 +147,21 @@ def test_generated_task_writes_the_official_layout():
 
 def test_pixel_cache_notices_changed_corrupt_and_missing_images(tmp_path):
     root = write_layout(tmp_path / "pathfinder32" / "curv_contour_length_14", [0, 1] * 10)
-    first = lambda: np.concatenate([np.asarray(v.x) for v in task("pathfinder", f"task.data_dir={tmp_path}").splits().values()])
-    assert not (first() == 77).any()
+
+    def pixels():
+        splits = task("pathfinder", f"task.data_dir={tmp_path}").splits()
+        return np.concatenate([np.asarray(v.x) for v in splits.values()])
+
+    assert not (pixels() == 77).any()
     img = root / "imgs/0/sample_4.png"
     Image.fromarray(np.full((32, 32), 77, np.uint8), "L").save(img)  # changed after the first load
-    assert (first() == 77).all(1).sum() == 1
+    assert (pixels() == 77).all(1).sum() == 1
     img.write_bytes(img.read_bytes()[:40])  # truncated
     with pytest.raises(UserError, match=r"sample_4.png: not a readable PNG .*0.npy:5$"):
-        first()
+        pixels()
     img.unlink()
     with pytest.raises(UserError, match=r"0.npy:5: image .*sample_4.png not found$"):
-        first()
+        pixels()
 
 
 def test_a_new_generator_never_reuses_old_data(monkeypatch):
@@ -197,7 +201,8 @@ def test_seed_test_gives_up_where_the_dilation_reaches_outside():
         assert kit.usable_tags[t] == (_dilate_with_neg_inf_border(ring, off).min() >= 0), t
     assert kit.usable_tags.sum() == 30  # as OpenCV's float dilation gives with these kernels
     assert set(np.flatnonzero(kit.usable_tags) - 180) == set(range(-150, -120))  # up-left
-    canvas = snakes._Canvas(kit, kit.base_mask.copy(), snakes._Uniforms(np.random.default_rng(0)), np.random.default_rng(1))
+    rng = np.random.default_rng(0)
+    canvas = snakes._Canvas(kit, kit.base_mask.copy(), snakes._Uniforms(rng), rng)
     assert all(canvas.free_tail(t) is None for t in np.flatnonzero(~kit.usable_tags)[:20])
     assert canvas.free_tail(int(kit.usable_list[0])) is not None
     assert kit.band_count[~kit.usable_tags].max() == 0 < kit.band_count[kit.usable_tags].min()
