@@ -17,8 +17,9 @@ Tokens: the pixel value (0..255), row-major; vocab 256. The benchmark masks pixe
 (`inputs > 0`), which hides the black background from attention; `task.pixel0_is_pad=true`
 reproduces that quirk (pad_id 0); the default treats every pixel as a token (pad_id None).
 
-Decoded pixels are cached (uint8) under a fingerprint of the metadata files, so a second load is a
-memory map.
+Decoded pixels are cached (uint8) under a fingerprint of the metadata files and of every image
+they list (size and modification time), so a second load is a memory map and a PNG changed,
+corrupted or deleted since is read again (and then reported).
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ def read_metadata(root: Path) -> list[tuple[Path, int, Path, int]]:
                 raise UserError(f"{f}:{lineno}: label {parts[3]!r} is not 0 or 1")
             entries.append((root / parts[0] / parts[1], int(parts[3]), f, lineno))
     return entries
+
+
+def content_key(root: Path) -> str:
+    """Digest of what the pixels of `root` are decoded from: each metadata file (path, size, mtime)
+    and each image it lists (path, size, mtime). Stat calls only: ~30 ms CPU per 1000 images."""
+    h = hashlib.sha256(json.dumps([file_key(m) for m in _metadata_files(root)]).encode())
+    for img, _, f, lineno in read_metadata(root):
+        try:
+            st = img.stat()
+        except FileNotFoundError:
+            raise UserError(f"{f}:{lineno}: image {img} not found") from None
+        h.update(f"{img}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def read_official(root: Path, size: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Path]]:
@@ -201,24 +215,33 @@ class Pathfinder(Task):
         raise UserError(f"{root}: no {self.folder}/metadata found; expected {root}/{tree} "
                         f"(or the same under lra_release/ or pathfinder/)")
 
+    # 2: the generator follows the benchmark's seed test and wrapper settings (no single paddles);
+    # the pixel cache is keyed on every image file. Data and caches of version 1 are not reused.
+    version = 2
+
     def _keyed(self, stage: str, **key) -> Path:
         """A cache dir named by `key` only (not by split seed or padding switch, which do not change it)."""
         h = hashlib.sha256(json.dumps(dict(key, version=self.version), sort_keys=True, default=str).encode())
         return cache_root() / f"pathfinder{self.size}" / f"{stage}-{h.hexdigest()[:12]}"
 
+    def generated_path(self, p=None) -> Path:
+        """Where the generator's images for settings `p` (default: the benchmark's) sit in the cache."""
+        c, snakes = self.cfg, _snakes()
+        p = p or snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
+        return self._keyed("generated", params=repr(p), total=c.gen_total, seed=c.gen_seed) / self.folder
+
     def generated_dir(self) -> Path:
         """The benchmark's generator settings for this size and difficulty, written once into the cache."""
         c, snakes = self.cfg, _snakes()
         p = snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
-        d = self._keyed("generated", params=repr(p), total=c.gen_total, seed=c.gen_seed) / self.folder
-        return snakes.write_dataset(d, p, c.gen_total, seed=c.gen_seed, workers=c.gen_workers)
+        return snakes.write_dataset(self.generated_path(p), p, c.gen_total, seed=c.gen_seed, workers=c.gen_workers)
 
     def load(self) -> dict:
         src = self.official_dir()
         self.source = "official" if src is not None else "generated"
         if src is None:
             src = self.generated_dir()
-        d = self._keyed("pixels", metadata=[file_key(m) for m in _metadata_files(src)])
+        d = self._keyed("pixels", content=content_key(src))
         if not (d / "x.npy").is_file():
             x, y, skipped = read_official(src, self.size)
             save_arrays(d, x=x, y=y, skipped=np.array([str(s) for s in skipped], dtype=str))

@@ -7,7 +7,8 @@ An independent numpy implementation of the generator behind LRA's Pathfinder and
       1. two target snakes of `contour_length` paddles; their first paddles' tails lie
          `seed_distance` px apart near the centre (at least 2*seed_distance from every edge)
       2. `n_distractors` distractor snakes of `distractor_length` paddles, anywhere
-      3. single-paddle distractors until `total paddles` or until < 1% of the canvas is free
+      3. only with `single_paddles` (the benchmark's wrapper turns them off): single-paddle
+         distractors until `total paddles` or until < 1% of the canvas is free
       4. a marker disc on the first tail of snake o (random); a second one on the last head
          of snake o (label 1) or of the other snake (label 0)
       5. image = max of all layers, min-max scaled to 0..255 (as the original's image writer)
@@ -27,15 +28,23 @@ data has the benchmark's distribution (`quirks=True`; `False` gives the clean va
     to a (2(L+m)+1)^2 window (its dilation kernel's anchor is off by one); this lets seeds touch
     the top/left border and keeps them one pixel further from the bottom/right border;
   - after the two target snakes, only the second snake's last paddle is added to the occupancy
-    mask, so distractors may overlap the first snake's last paddle.
+    mask, so distractors may overlap the first snake's last paddle;
+  - the seed test finds no place at all for an orientation whose footprint leaves some pixel of
+    the image with every offset outside it: the reference's dilation pads a float mask with the
+    most negative float, and a negative value anywhere means "no free position" (`_usable`).
+    Every seed but the second target snake's is tested so; at 32x32 only 30 of 360 orientations
+    pass (95 at 64x64, 354-360 at 128x128), so the first target seed points up-left and most
+    distractor snakes fail all their tries: the reference draws ~1.25 of 5 per image at 32x32.
 
-Speed (~70-140x the reference at 32x32, results/benchmarks/pathfinder.md) without changing the
-procedure's distribution:
+Speed (~120x the reference's CPU time per image at 32x32, results/benchmarks/pathfinder.md)
+without changing the procedure's distribution:
   - a paddle's sprites depend only on its orientation: rendered once per process, then stamped;
     the occupancy mask is uint8 (the reference's float mask x 255, exact) on a padded canvas;
   - the target snakes, resampled until both are complete (~30 attempts per image at 32x32, ~300
     at 128x128), are grown as batches of independent attempts side by side, for several images
-    at once; the first complete attempt of each image is kept (= resample-until-success);
+    at once; the first complete attempt of each image is kept (= resample-until-success); an
+    attempt whose first orientation is unusable fails before it draws anything else, so the
+    first orientation is drawn among the usable ones only (the same first success);
   - a seed position is uniform over the positions whose footprint is free, as the reference's
     full dilation gives: we draw uniform candidates from a superset of them and take the first
     free one, filtering the superset exactly only when candidates keep failing; a footprint with
@@ -85,7 +94,7 @@ class SnakeParams:
     n_distractors: int = 5
     snake_contrast: float = 2.0
     paddle_contrast: float = 0.75
-    single_paddles: bool = True
+    single_paddles: bool = False  # the benchmark's wrapper: use_single_paddles = False
     max_paddle_retrial: int = 2
     max_distractor_retrial: int = 4
     quirks: bool = True
@@ -260,6 +269,13 @@ class _Kit:
                 self.fps.append(f)
             self.fp_id[t] = fps[key]
         self.fp_of = self.fp_id.tolist()
+        # A footprint that cannot reach the image from some pixel is unusable (see `_usable`).
+        usable = [_usable(self._dydx(f), n) if p.quirks else True for f in self.fps]
+        self.dead_fps = frozenset(i for i, ok in enumerate(usable) if not ok)
+        self.usable_tags = np.array([usable[i] for i in self.fp_id])  # per seed orientation
+        self.usable_list = np.flatnonzero(self.usable_tags)
+        if not len(self.usable_list):
+            raise ValueError(f"no seed orientation can be placed on a {n}x{n} image with these settings")
         self.fp_lists = [f.tolist() for f in self.fps]
         self.fp_stages = []
         for f in self.fps:
@@ -277,6 +293,9 @@ class _Kit:
         free = np.flatnonzero(~band)
         tails = []
         for t in range(360):
+            if not self.usable_tags[t]:  # the first target seed's test dilates the same way
+                tails.append(np.zeros(0, np.int64))
+                continue
             fp = self.fps[self.fp_id[t]]
             c = free - fp[0]
             c = c[self.inimg[c]]
@@ -308,6 +327,28 @@ class _Kit:
 
     def yx(self, f):
         return f // self.wp - self.pad, f % self.wp - self.pad
+
+    def _dydx(self, f: np.ndarray) -> np.ndarray:
+        """Flat offsets on the padded canvas as (dy, dx) rows."""
+        g = f + self.pad * self.wp + self.pad
+        return np.stack([g // self.wp - self.pad, g % self.wp - self.pad], 1)
+
+
+def _usable(offsets: np.ndarray, n: int) -> bool:
+    """Whether the reference's seed test can find any place for a footprint on an n x n image.
+
+    The reference dilates its (float) occupancy mask by the footprint and looks for free pixels,
+    but gives up (no free place) as soon as the dilated mask has a negative value anywhere. The
+    dilation pads the image with the most negative float, so a pixel all of whose footprint
+    offsets fall outside the image gets that value: e.g. every bottom-right corner pixel when no
+    offset has dy <= 0 and dx <= 0. The occupancy does not matter, only whether every pixel q has
+    some offset o with q + o inside. Measured on the reference's dilation (OpenCV, float input):
+    at 32x32 only 30 of the 360 seed orientations pass, at 64x64 95, at 128x128 354 (margin 2)
+    and 360 (margin 3)."""
+    reach = np.zeros((n, n), bool)
+    for dy, dx in offsets:
+        reach[max(0, -dy):min(n, n - dy), max(0, -dx):min(n, n - dx)] = True
+    return bool(reach.all())
 
 
 @lru_cache(maxsize=16)
@@ -383,7 +424,11 @@ def _target_batch(kit: _Kit, rngs: list) -> list:
     for s in (0, 1):
         pending = ok.copy()
         for t in range(R):
-            tg = np.minimum((r[:, 4 * t + 2 * s] * 360).astype(np.int64), 359)
+            if s == 0 and t == 0:  # an unusable first orientation fails the attempt at once: skip those
+                tg = kit.usable_list[np.minimum((r[:, 0] * len(kit.usable_list)).astype(np.int64),
+                                                len(kit.usable_list) - 1)]
+            else:
+                tg = np.minimum((r[:, 4 * t + 2 * s] * 360).astype(np.int64), 359)
             if s == 0:  # uniform among the admissible tails near the centre
                 cnt = kit.band_count[tg]
                 empty = pending & (cnt == 0)
@@ -465,7 +510,8 @@ class _Canvas:
         self.free_bound, self.since = self._count_free(), 0  # exact count, paddles stamped since
         self.placed: list = []  # (tag, flat) of every distractor paddle; drawn at the end
         self.witness: list[Optional[list]] = [None] * len(kit.fps)  # superset of free tails per footprint
-        self.dead: set[int] = set()
+        self.dead: set[int] = set(kit.dead_fps)  # footprints that fit nowhere (from the start: unusable)
+        self.snakes = 0  # distractor snakes drawn
 
     def _count_free(self) -> int:
         return int(np.count_nonzero(self.mask[self.k.interior] < OCC))
@@ -624,8 +670,9 @@ def _distractors(kit: _Kit, canvases: list, big: np.ndarray) -> None:
                 sd = cv.seed()
                 if sd is not None:
                     started.append((g, sd))
-            if not started:
-                break
+            todo = [g for g in todo if g in active]
+            if not started:  # every seed failed: each image's next try
+                continue
             rows = np.array([g for g, _ in started])
             saved = big[rows].copy()
             tag = np.array([sd[0] for _, sd in started])
@@ -652,8 +699,9 @@ def _distractors(kit: _Kit, canvases: list, big: np.ndarray) -> None:
                 for j, (t, ff) in enumerate(paddles[i]):  # earlier paddles' masks are already in
                     cv._stamp(t, ff, mask=j == len(paddles[i]) - 1)
                 cv.since += len(paddles[i]) - 1
+                cv.snakes += 1
                 done.add(int(rows[i]))
-            todo = [g for g in todo if g not in done and g in active]
+            todo = [g for g in todo if g not in done]
             if not todo:
                 break
 
@@ -674,6 +722,7 @@ class Sample:
     ends: Optional[tuple] = None  # per target snake: ((y, x) first tail, (y, x) last head)
     rest: Optional[np.ndarray] = None  # the distractors' layer
     markers: Optional[np.ndarray] = None  # the two marker discs
+    distractors: int = 0  # distractor snakes drawn (of n_distractors)
 
 
 def _marker(n: int, aa: int, yx: tuple, radius: float) -> np.ndarray:
@@ -752,7 +801,7 @@ def _finish(kit: _Kit, tg: dict, cv: _Canvas, label: int, keep_layers: bool) -> 
     markers = np.maximum(_marker(n, p.antialias, tips[0], p.marker_radius),
                          _marker(n, p.antialias, tips[1], p.marker_radius))
     image = _bytescale(np.maximum(np.maximum(snakes.max(0), rest), markers))
-    out = Sample(image=image, label=label, margin=kit.m, origin=origin, tips=tips)
+    out = Sample(image=image, label=label, margin=kit.m, origin=origin, tips=tips, distractors=cv.snakes)
     if keep_layers:
         out.snakes, out.ends, out.rest, out.markers = (snakes[0].copy(), snakes[1].copy()), ends, rest.copy(), markers
     return out
