@@ -425,7 +425,7 @@ def test_image_pixel0_is_pad_makes_the_transformer_mask_black_pixels(tmp_path):
     assert (plain.pad_id, quirk.pad_id) == (None, 0)
     x = np.asarray(quirk.splits()["test"].x)
     assert np.array_equal(x, plain.splits()["test"].x) and quirk.cache_dir() == plain.cache_dir()  # same arrays
-    x = torch.as_tensor(x, dtype=torch.long)
+    x = torch.from_numpy(x.astype(np.int64))  # (a copy: the cached array is read-only)
     x[:, ::3] = 0  # black pixels
     cls = MODELS.get("transformer")
     for task, masked in ((quirk, True), (plain, False)):
