@@ -412,3 +412,26 @@ def test_image_substitute_from_the_debian_package():
     s = ImageTask(ImageConfig(name="image", sub_train=100, sub_val=50, sub_test=100)).splits()
     assert [len(s[k]) for k in ("train", "val", "test")] == [100, 50, 100]
     assert set(np.unique(s["test"].y)) <= set(range(10)) and s["train"].x.max() > 200
+
+
+def test_image_pixel0_is_pad_makes_the_transformer_mask_black_pixels(tmp_path):
+    import torch
+
+    from lra_wavelet.registry import MODELS
+
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    plain = ImageTask(ImageConfig(name="image", data_dir=str(tmp_path)))
+    quirk = ImageTask(ImageConfig(name="image", data_dir=str(tmp_path), pixel0_is_pad=True))
+    assert (plain.pad_id, quirk.pad_id) == (None, 0)
+    x = np.asarray(quirk.splits()["test"].x)
+    assert np.array_equal(x, plain.splits()["test"].x) and quirk.cache_dir() == plain.cache_dir()  # same arrays
+    x = torch.from_numpy(x.astype(np.int64))  # (a copy: the cached array is read-only)
+    x[:, ::3] = 0  # black pixels
+    cls = MODELS.get("transformer")
+    for task, masked in ((quirk, True), (plain, False)):
+        torch.manual_seed(0)
+        model = cls(task, cls.Config(name="transformer", n_layers=1, d_model=16, n_heads=2, d_ff=32)).eval()
+        with torch.no_grad():
+            before = model({"x": x})
+            model.tok.weight[0] += torch.randn(16)  # what a black pixel looks like to the model
+            assert torch.allclose(model({"x": x}), before, atol=1e-5) == masked, task.pad_id

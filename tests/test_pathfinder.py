@@ -164,14 +164,43 @@ def test_pixel_cache_notices_changed_corrupt_and_missing_images(tmp_path):
         pixels()
 
 
-def test_a_new_generator_never_reuses_old_data(monkeypatch):
-    t = task("pathfinder")
-    new = t.generated_path()
-    old_params = replace(snakes.lra_params(32), single_paddles=True)  # what version 1 generated
+def test_pixel_cache_keyed_on_generator_settings_and_version_not_on_split_or_padding(monkeypatch):
+    written = []
+
+    def write_dataset(root, p, total, seed=0, workers=0):  # stands in for the generator: records each run
+        written.append(root)
+        return write_layout(root, [0, 1] * (total // 2))
+
+    monkeypatch.setattr(snakes, "write_dataset", write_dataset)
+
+    def load(*sets):
+        t = task("pathfinder", "task.gen_total=10", *sets)
+        t.splits()
+        return t.source
+
+    assert load() == "generated" and len(written) == 1
+    assert load("task.split_seed=3", "task.pixel0_is_pad=true", "task.gen_workers=2") == "generated"
+    assert len(written) == 1  # applied on load: same pixels
+    load("task.gen_seed=1")
     monkeypatch.setattr(pf.Pathfinder, "version", 1)
-    assert t.generated_path(old_params) != new and t._keyed("pixels", content="x") != t._keyed("pixels", content="y")
-    monkeypatch.undo()
+    load()  # caches of another version are never reused
+    monkeypatch.setattr(pf.Pathfinder, "version", 2)
+    lra_params = snakes.lra_params
+    monkeypatch.setattr(snakes, "lra_params", lambda *a: replace(lra_params(*a), single_paddles=True))
+    load()  # what version 1 generated: other settings, other images
+    assert len(written) == 4 == len(set(written))
     assert pf.Pathfinder.version == 2 and task("pathx").version == 2
+
+
+def test_which_source_answers_without_building(tmp_path):
+    cache = Path(os.environ["LRA_WAVELET_CACHE"])
+    before = set(cache.rglob("*"))
+    assert task("pathfinder").which_source() == "generated"
+    write_layout(tmp_path / "pathfinder" / "pathfinder32" / "curv_contour_length_14", [0, 1])
+    assert task("pathfinder", f"task.data_dir={tmp_path}").which_source() == "official"
+    assert set(cache.rglob("*")) == before
+    with pytest.raises(UserError, match=r"^[^\n]*no pathfinder128/curv_contour_length_14/metadata[^\n]*$"):
+        task("pathx", f"task.data_dir={tmp_path}").which_source()
 
 
 def test_no_single_paddles_by_default_as_the_benchmark_wrapper():

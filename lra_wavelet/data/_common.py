@@ -1,4 +1,4 @@
-"""Shared pieces of the tasks: byte ids, labels, stand-in notices, and the older cache helpers.
+"""Shared pieces of the tasks: byte ids, labels, stand-in notices.
 
 A module whose name starts with `_` registers nothing and is skipped by `data/__init__.py`.
 """
@@ -8,16 +8,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
 from ..errors import UserError
-from .base import ArraySplit, load_arrays, save_arrays
 
 log = logging.getLogger("lra_wavelet.data")
 
-SPLITS = ("train", "val", "test")
 BYTE_VOCAB = 257  # the benchmark's ByteTextEncoder: id = byte + 1, 0 = padding
 
 
@@ -52,35 +50,6 @@ def mixed_order(n: int) -> np.ndarray:
     """A fixed permutation, so that the first k rows (split caps n_val / n_test) hold both labels
     even when the source lists all negatives first (aclImdb, the HF IMDb parquet)."""
     return np.random.default_rng(20210101).permutation(n)
-
-
-# ----------------------------------------------------------------------------- the cache
-
-
-def cached(d: Path, build: Callable[[], dict], names: tuple = SPLITS) -> dict:
-    """Splits from cache dir `d`, building them once with `build()` -> {split: (x, y)}: the cache helper of a
-    task that implements `load` itself (tasks with `sources()` get theirs from `Task.cached_arrays`).
-
-    Arrays are stored as x_<split>.npy / y_<split>.npy and memory-mapped on every later load.
-    """
-    if not (d / f"y_{names[-1]}.npy").is_file():
-        arrays = {}
-        for split, (x, y) in build().items():
-            if len(y) == 0:
-                raise UserError(f"{d.parent.name}: the {split} split came out empty; check the source data")
-            arrays[f"x_{split}"], arrays[f"y_{split}"] = x, np.asarray(y, dtype=np.int64)
-        save_arrays(d, **arrays)
-    out = {}
-    for split in names:
-        x, y = load_arrays(d, f"x_{split}", f"y_{split}")
-        out[split] = ArraySplit(x, y)
-    return out
-
-
-def file_key(path: Path) -> dict:
-    """What identifies one input file in a cache fingerprint: resolved path, size, mtime."""
-    st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns}
 
 
 # ----------------------------------------------------------------------------- offline stand-ins

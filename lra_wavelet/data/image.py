@@ -8,7 +8,9 @@ Official data (the benchmark takes it from TFDS `cifar10`):
 Each pickle holds b'data' (N, 3072) uint8, channel-major (1024 R, 1024 G, 1024 B, each row-major) and
 b'labels'. Grayscale = 0.2989 R + 0.5870 G + 0.1140 B rounded to the nearest integer (halves up; TF's
 rgb_to_grayscale scales by 255.5 and truncates instead, which differs by at most one level). The pixel
-value is the token id (vocab 256, no padding); 1024 tokens in row-major order. Splits as the benchmark:
+value is the token id (vocab 256); 1024 tokens in row-major order. The benchmark masks pixel value 0 as
+padding (`inputs > 0`), hiding black pixels from attention; `task.pixel0_is_pad=true` reproduces that
+(pad_id 0), the default treats every pixel as a token (pad_id None). Splits as the benchmark:
 train = the first 90% of the training batches in order (45,000), val = the last 10% (5,000), test =
 test_batch (10,000).
 
@@ -40,6 +42,7 @@ TREE = "<data_dir>/cifar-10-batches-py/{data_batch_1..5,test_batch}"
 
 @dataclass
 class ImageConfig(HubConfig):
+    pixel0_is_pad: bool = False  # the benchmark's quirk: pixel value 0 is masked as padding (as Pathfinder's)
     # offline substitute (Fashion-MNIST, Debian dataset-fashion-mnist), used when no data dir is given
     sub_dir: Optional[str] = None  # directory of the four IDX .gz files (default: the Debian path)
     sub_train: int = 54000  # the first sub_train training images
@@ -142,6 +145,11 @@ class ImageTask(Task):
     default_source = "substitute"
     hub_columns = (("img", "image"), "label")
     hub_splits = ("train", "test")
+    volatile = Task.volatile + ("pixel0_is_pad",)  # the mask is the model's: the arrays are the same
+
+    def __init__(self, cfg: ImageConfig):
+        super().__init__(cfg)
+        self.pad_id = 0 if cfg.pixel0_is_pad else None
 
     def sources(self) -> list[Source]:
         c = self.cfg

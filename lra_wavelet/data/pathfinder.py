@@ -17,15 +17,15 @@ Tokens: the pixel value (0..255), row-major; vocab 256. The benchmark masks pixe
 (`inputs > 0`), which hides the black background from attention; `task.pixel0_is_pad=true`
 reproduces that quirk (pad_id 0); the default treats every pixel as a token (pad_id None).
 
-Decoded pixels are cached (uint8) under a fingerprint of the metadata files and of every image
-they list (size and modification time), so a second load is a memory map and a PNG changed,
-corrupted or deleted since is read again (and then reported).
+Sources, in order: the official tree under the data dir, else our generator (see base.py). Decoded
+pixels are cached once (uint8, all examples; the split and the padding switch are applied on load, so
+neither rebuilds), keyed on every file of the difficulty folder (path, size, modification time) or, for
+generated data, on the generator's settings; a PNG changed, corrupted or deleted since is read again
+(and then reported). The generated images themselves stay in the cache beside the pixels.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,8 @@ import numpy as np
 from ..config import TaskConfig
 from ..errors import UserError
 from ..registry import TASKS
-from ._common import file_key
-from .base import ArraySplit, Task, cache_root, load_arrays, save_arrays
+from .base import ArraySplit, Source, Task, cache_root, first_dir
+
 
 def _snakes():
     """The generator module, imported when needed (so `python -m lra_wavelet.data.snakes` runs it fresh)."""
@@ -94,19 +94,6 @@ def read_metadata(root: Path) -> list[tuple[Path, int, Path, int]]:
                 raise UserError(f"{f}:{lineno}: label {parts[3]!r} is not 0 or 1")
             entries.append((root / parts[0] / parts[1], int(parts[3]), f, lineno))
     return entries
-
-
-def content_key(root: Path) -> str:
-    """Digest of what the pixels of `root` are decoded from: each metadata file (path, size, mtime)
-    and each image it lists (path, size, mtime). Stat calls only: ~30 ms CPU per 1000 images."""
-    h = hashlib.sha256(json.dumps([file_key(m) for m in _metadata_files(root)]).encode())
-    for img, _, f, lineno in read_metadata(root):
-        try:
-            st = img.stat()
-        except FileNotFoundError:
-            raise UserError(f"{f}:{lineno}: image {img} not found") from None
-        h.update(f"{img}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 def read_official(root: Path, size: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Path]]:
@@ -188,6 +175,10 @@ class Pathfinder(Task):
     chance = 0.5
     description = "are two markers joined by a dashed contour, 32x32 pixels (LRA Pathfinder, hard)"
     default_source = "generated"
+    # 2: the generator follows the benchmark's seed test and wrapper settings (no single paddles);
+    # the pixel cache is keyed on every image file. Data and caches of version 1 are not reused.
+    version = 2
+    volatile = Task.volatile + ("split_seed", "pixel0_is_pad")  # applied on load: never rebuild the pixels
 
     def __init__(self, cfg: PathfinderConfig):
         super().__init__(cfg)
@@ -203,55 +194,56 @@ class Pathfinder(Task):
     def folder(self) -> str:
         return f"pathfinder{self.size}/{_snakes().DIFFICULTY_DIRS[self.difficulty]}"
 
+    def sources(self) -> list[Source]:
+        return [Source("official", self.official_dir, self.read, inputs=lambda root: [root],
+                       missing=f"--data-dir with {self.tree}"),
+                Source("generated", self.generated_dir, self.generate, key=lambda _: repr(self.params()))]
+
+    @property
+    def tree(self) -> str:
+        return TREE.format(size=self.size, difficulty=_snakes().DIFFICULTY_DIRS[self.difficulty])
+
     def official_dir(self) -> Optional[Path]:
+        """The difficulty folder under the data dir; None without one, a UserError when it is not there."""
         root = self.data_dir()
         if root is None:
             return None
-        for prefix in PREFIXES:
-            cand = root / prefix / self.folder
-            if (cand / "metadata").is_dir():
-                return cand
-        tree = TREE.format(size=self.size, difficulty=_snakes().DIFFICULTY_DIRS[self.difficulty])
-        raise UserError(f"{root}: no {self.folder}/metadata found; expected {root}/{tree} "
-                        f"(or the same under lra_release/ or pathfinder/)")
+        d = first_dir(root, [f"{prefix}/{self.folder}" if prefix else self.folder for prefix in PREFIXES],
+                      lambda d: (d / "metadata").is_dir())
+        if d is None:
+            raise UserError(f"{root}: no {self.folder}/metadata found; expected {root}/{self.tree} "
+                            f"(or the same under lra_release/ or pathfinder/)")
+        return d
 
-    # 2: the generator follows the benchmark's seed test and wrapper settings (no single paddles);
-    # the pixel cache is keyed on every image file. Data and caches of version 1 are not reused.
-    version = 2
-
-    def _keyed(self, stage: str, **key) -> Path:
-        """A cache dir named by `key` only (not by split seed or padding switch, which do not change it)."""
-        h = hashlib.sha256(json.dumps(dict(key, version=self.version), sort_keys=True, default=str).encode())
-        return cache_root() / f"pathfinder{self.size}" / f"{stage}-{h.hexdigest()[:12]}"
-
-    def generated_path(self, p=None) -> Path:
-        """Where the generator's images for settings `p` (default: the benchmark's) sit in the cache."""
-        c, snakes = self.cfg, _snakes()
-        p = p or snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
-        return self._keyed("generated", params=repr(p), total=c.gen_total, seed=c.gen_seed) / self.folder
+    def params(self):
+        """The benchmark's generator settings for this size and difficulty."""
+        snakes = _snakes()
+        return snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
 
     def generated_dir(self) -> Path:
-        """The benchmark's generator settings for this size and difficulty, written once into the cache."""
-        c, snakes = self.cfg, _snakes()
-        p = snakes.lra_params(self.size, snakes.DIFFICULTIES[self.difficulty])
-        return snakes.write_dataset(self.generated_path(p), p, c.gen_total, seed=c.gen_seed, workers=c.gen_workers)
+        """Where the generator writes its images (keyed as the pixels are); nothing is built here."""
+        key = self.fingerprint(generator=repr(self.params()))
+        return cache_root() / self.name / f"images-{key}" / self.folder
 
-    def load(self) -> dict:
-        src = self.official_dir()
-        self.source = "official" if src is not None else "generated"
-        if src is None:
-            src = self.generated_dir()
-        d = self._keyed("pixels", content=content_key(src))
-        if not (d / "x.npy").is_file():
-            x, y, skipped = read_official(src, self.size)
-            save_arrays(d, x=x, y=y, skipped=np.array([str(s) for s in skipped], dtype=str))
-        x, y, skipped = load_arrays(d, "x", "y", "skipped")
-        y = np.asarray(y)
-        self.skipped = [Path(str(s)) for s in skipped]
+    def generate(self, root: Path) -> dict:
+        """Write the images into `root` in the official layout (resuming an interrupted run), then read them."""
+        c = self.cfg
+        _snakes().write_dataset(root, self.params(), c.gen_total, seed=c.gen_seed, workers=c.gen_workers)
+        return self.read(root)
+
+    def read(self, root: Path) -> dict:
+        x, y, skipped = read_official(root, self.size)
+        return {"all": (x, y), "meta": {"skipped": [str(s) for s in skipped]}}
+
+    def assemble(self, arrays: dict) -> dict:
+        """The cached examples split 80/10/10 by `split_seed` (rows viewed, not copied)."""
+        self.skipped = [Path(s) for s in self.meta.get("skipped", [])]
         if self.skipped:
             print(f"warning: {self.name}: skipped {self.n_skipped} empty PNG file(s), e.g. {self.skipped[0]}",
                   file=sys.stderr)
-        return {k: ArraySplit(_Rows(x, idx), y[idx]) for k, idx in split_80_10_10(len(y), self.cfg.split_seed).items()}
+        x, y = arrays["x_all"], np.asarray(arrays["y_all"])
+        split = split_80_10_10(len(y), self.cfg.split_seed)
+        return {k: ArraySplit(_Rows(x, idx), y[idx]) for k, idx in split.items()}
 
 
 @TASKS.register("pathfinder-intermediate")
