@@ -6,10 +6,11 @@ import math
 from typing import Optional
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    from sklearn.metrics import accuracy_score, f1_score  # here: scikit-learn takes a second to import
+
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0)),

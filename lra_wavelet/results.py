@@ -13,8 +13,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 from . import __version__
 
 SCHEMA_VERSION = 1
@@ -54,6 +52,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
+    import pandas as pd  # here, not at the top: `list`, `validate` and the workers' start-up do without it
+
     df = pd.DataFrame(rows, columns=SCHEMA)
     atomic_write_text(path, df.to_csv(index=False))
 
@@ -115,6 +115,8 @@ def find_result_files(paths) -> list[Path]:
 
 def load(paths) -> pd.DataFrame:
     """All tidy rows under `paths` (run dirs' result.csv files and committed results/*.csv), deduplicated."""
+    import pandas as pd
+
     frames = []
     for f in find_result_files(paths):
         try:

@@ -4,6 +4,11 @@ from pathlib import Path
 
 import pytest
 
+# One intra-op thread, set before torch is imported here or in any process a test starts: the models are tiny,
+# so a second thread only adds a hand-off per op, which on a shared 2-core machine (CI) waits for a free core
+# and made the suite several times slower and erratic under load; the DDP test already ran its ranks this way.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO.parent / "shared" / "reference" / "lra_release"
 
