@@ -226,6 +226,8 @@ def run_table(df: pd.DataFrame) -> pd.DataFrame:
         test = g[(g.split == "test") & (g.metric == metric)]
         cfg = run_config(first.run_dir)
         status = first.status if (g.status == first.status).all() else sorted(set(g.status) - {"ok"})[0]
+        if status == "ok" and not len(test):
+            status = "incomplete"  # rows say ok but the headline test row is missing (a truncated result.csv)
         step = g.step.max()
         out.append({"run_id": run_id, "task": first.task, "model": first.model, "seed": first.seed,
                     "status": status, "step": step, "data_source": first.data_source, "metric": metric,
