@@ -1,6 +1,11 @@
 """Issue 14 re-checked on the merged code: the cases a reviewer's fault injection found still open."""
 
+from pathlib import Path
+
+import pytest
+
 from lra_wavelet import report, results
+from lra_wavelet.cli import main
 
 
 def _rows(run_id, status, splits):
@@ -16,3 +21,13 @@ def test_a_run_whose_test_row_was_cut_off_is_counted_incomplete_not_an_empty_fai
     results.write_rows(d / "result.csv", _rows("r", "ok", ["val"]))
     table, _ = report.lra_table(report.load_rows([tmp_path]), include_reduced=True)
     assert dict(zip(table.Model, table.ListOps))["gpt"] == "FAIL (1 incomplete)"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("cmd", ["run", "report"])
+def test_out_where_the_file_system_refuses_writes_is_a_one_line_error(tmp_path, capsys, cmd):
+    """access() says yes to root under /proc and /sys, yet nothing can be made there: found before any work."""
+    args = ["run", "--task", "listops", "--model", "gpt"] if cmd == "run" else ["report", str(tmp_path)]
+    assert main([*args, "--out", "/proc/lra-wavelet-out"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/proc/lra-wavelet-out" in err[0] and "not writable" in err[0]
