@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -92,6 +93,10 @@ def writable_folder(path: str, key: str = "--out") -> Path:
         raise UserError(f"{key} {path}: {q} is a file, not a folder")
     if not os.access(q, os.W_OK | os.X_OK):
         raise UserError(f"{key} {path}: {q} is not writable")
+    try:  # access() says yes to root where the file system still refuses (/sys, /proc): try, leave nothing
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=q))
+    except OSError as e:
+        raise UserError(f"{key} {path}: {q} is not writable ({e.strerror})") from None
     return p
 
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,26 @@ def run_config(run_dir) -> dict | None:
     if not all(isinstance(c.get(k), dict) and c[k].get("name") for k in ("task", "model")) or \
             not isinstance(c.get("train", {}), dict):
         raise UserError(f"{path}: expected a saved run config (task and model sections with a name, a train section)")
+    _check_types(c, path)
     return c
+
+
+def _check_types(c: dict, path: Path) -> None:
+    """The values of the keys this code knows have their types (a hand-edited `max_steps: abc` would otherwise
+    be compared with numbers); keys it does not know (an older or newer version's) are left alone."""
+    from .registry import MODELS, TASKS
+    sections = {"train": config_mod.TrainConfig}
+    for name, reg in (("task", TASKS), ("model", MODELS)):
+        if c[name]["name"] in reg:
+            sections[name] = reg.get(c[name]["name"]).Config
+    for name, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        for k, v in c.get(name, {}).items():
+            if k in hints:
+                try:
+                    config_mod._coerce(v, hints[k], f"{name}.{k}")
+                except UserError as e:
+                    raise UserError(f"{path}: {e}") from None
 
 
 # ----------------------------------------------------------------------------- runs against the reference
@@ -226,6 +246,8 @@ def run_table(df: pd.DataFrame) -> pd.DataFrame:
         test = g[(g.split == "test") & (g.metric == metric)]
         cfg = run_config(first.run_dir)
         status = first.status if (g.status == first.status).all() else sorted(set(g.status) - {"ok"})[0]
+        if status == "ok" and not len(test):
+            status = "incomplete"  # rows say ok but the headline test row is missing (a truncated result.csv)
         step = g.step.max()
         out.append({"run_id": run_id, "task": first.task, "model": first.model, "seed": first.seed,
                     "status": status, "step": step, "data_source": first.data_source, "metric": metric,
