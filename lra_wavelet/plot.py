@@ -3,7 +3,8 @@
 A model has one colour in every figure (MODEL_COLOURS, keyed by name); runs of different configurations of
 one model are drawn apart (line style), never averaged together; sparse curves (a few evaluations) draw
 markers; the LRA chart puts tasks in the benchmark's order with seed-spread error bars and hatches bars
-computed on substitute data.
+computed on substitute data; each bar carries its table cell's marks (report.cell_marks: † ‡ *), explained
+in the legend.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 from .errors import UserError
-from .report import LRA_MODELS, LRA_TASKS, PRETRAIN_VARIANTS, lra_table, load_curves, load_rows
+from .report import LRA_MODELS, LRA_TASKS, MARKS, PRETRAIN_VARIANTS, lra_table, load_curves, load_rows
 
 MARKERS_UP_TO = 25  # evaluations per run at most for which points are drawn as markers
 
@@ -87,7 +88,8 @@ def curve_figure(task: str, g):
 
 
 def lra_chart(summary):
-    """Grouped bars, tasks in LRA order, error bars = sd over seeds, hatched = substitute data."""
+    """Grouped bars, tasks in LRA order, error bars = sd over seeds, hatched = substitute data; a bar is labelled
+    with its table cell's marks (the summary's `marks` column) and the legend says what each mark means."""
     import numpy as np
     from matplotlib.patches import Patch
 
@@ -101,19 +103,21 @@ def lra_chart(summary):
         x = np.array([j for j, t in enumerate(tasks) if t in g.index]) + (i - (len(groups) - 1) / 2) * width
         rows = g.loc[[t for t in tasks if t in g.index]]
         label = model if setup == "reference" else f"{model} ({setup})"
-        if (g.configurations > 1).any():  # as the table's ‡: the bar averages runs of different configurations
-            label += " ‡ pools configurations"
         bars = ax.bar(x, rows["mean"], width, yerr=rows["std"].fillna(0), capsize=3, label=label,
                       color=model_colour(model), alpha=1.0 if setup == "reference" else 0.6, edgecolor="black",
                       linewidth=0.5)
         for bar, src in zip(bars, rows.data_source):
             if "substitute" in src:
                 bar.set_hatch("//")
+        ax.bar_label(bars, labels=rows["marks"].fillna("").tolist(), fontsize=9, padding=2)
     ax.set_xticks(range(len(tasks)), [LRA_TASKS[t] for t in tasks])
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("LRA test accuracy (mean ± sd over seeds)")
     handles, _ = ax.get_legend_handles_labels()
+    used = set(" ".join(summary["marks"].fillna("")).split())
     if summary.data_source.str.contains("substitute").any():
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="substitute data"))
+        used.add("†")
+    handles += [Patch(facecolor="white", edgecolor="black", hatch="//" if m == "†" else None, visible=m == "†",
+                      label=f"{m} {what}" + (" (hatched)" if m == "†" else "")) for m, what in MARKS.items() if m in used]
     ax.legend(handles=handles, fontsize=8, loc="best")
     return fig

@@ -271,11 +271,22 @@ def _pooled(runs: pd.DataFrame) -> bool:
     return ok.config_id.nunique() > 1 or ok.seed.duplicated().any()
 
 
+MARKS = {"†": "substitute data", "‡": "pools configurations or one seed twice",
+         "*": "below the reference budget"}  # the caption of each cell mark, for the table and the chart
+
+
+def cell_marks(cell: pd.DataFrame) -> str:
+    """' † ‡ *' as they apply to one cell's runs (see MARKS); the table and the chart both use it."""
+    ok = cell[(cell.status == "ok") & cell.value.notna()]
+    return (" †" if (ok.data_source == "substitute").any() else "") + (" ‡" if _pooled(cell) else "") + \
+        (" *" if cell.reduced.any() else "")
+
+
 # ----------------------------------------------------------------------------- tables
 
 
 SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds", "not_finished", "chance",
-                   "data_source", "reduced", "configurations", "deviations"]
+                   "data_source", "reduced", "configurations", "deviations", "marks"]
 
 
 def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -297,8 +308,7 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
             extra = _not_finished(cell)
             if len(ok):
                 scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
-                marks = (" †" if (ok.data_source == "substitute").any() else "") + \
-                        (" ‡" if _pooled(cell) else "") + (" *" if cell.reduced.any() else "")
+                marks = cell_marks(cell)
                 row[col] = _fmt(ok.value.tolist(), scale=scale, extra=extra) + marks
                 means[t] = float(ok.value.mean()) * scale
                 summary.append({"model": m, "setup": setup, "task": t, "metric": ok.metric.iloc[0],
@@ -306,7 +316,8 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
                                 else float("nan"), "n_seeds": len(ok), "not_finished": extra,
                                 "chance": _chance(t) * scale, "data_source": ",".join(sorted(set(ok.data_source))),
                                 "reduced": bool(cell.reduced.any()), "configurations": int(ok.config_id.nunique()),
-                                "deviations": "; ".join(sorted(set(ok.deviations) - {""}))})
+                                "deviations": "; ".join(sorted(set(ok.deviations) - {""})),
+                                "marks": marks.strip()})
             elif len(cell):
                 row[col] = f"FAIL ({extra})"
             else:

@@ -104,7 +104,7 @@ def test_a_hub_id_loads_through_the_cache_and_offline_without_it_says_how(tmp_pa
     t = Text(TextConfig(name="text", hf=str(tmp_path / "imdb-repo"), max_len=4))
     assert t.which_source() == "hf"
     (tmp_path / "lra").mkdir()  # a data dir (e.g. $LRA_DATA) without IMDb: the named Hub id is used
-    assert Text(TextConfig(name="text", hf="x/y", data_dir=str(tmp_path / "lra"))).which_source() == "hf"
+    assert Text(TextConfig(name="text", hf=str(tmp_path / "imdb-repo"), data_dir=str(tmp_path / "lra"))).which_source() == "hf"
     with pytest.raises(UserError, match="no IMDb data found"):  # never a silent fall-back to the stand-in
         Text(TextConfig(name="text", data_dir=str(tmp_path / "lra"))).which_source()
     s = t.splits()

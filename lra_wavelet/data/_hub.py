@@ -5,7 +5,8 @@ Three uses, each where `datasets` serves:
                the Hub's parquet layout, or the datasets cache - is the official source, read with pyarrow
                (no `datasets` import: a second faster, and nothing is written to the Hugging Face cache)
     task.hf    a Hub id, e.g. stanfordnlp/imdb: `datasets.load_dataset` through the Hugging Face cache;
-               offline unless `task.allow_download=true` (HF_DATASETS_OFFLINE=1 applies either way)
+               offline unless `task.allow_download=true` (HF_DATASETS_OFFLINE=1 applies either way), at
+               `task.hf_revision` (a branch, tag or commit; None: main); `which_source` checks the cache
     export     `prepare --export-hf DIR` writes any task's ready splits as a DatasetDict
 
 A task with a Hub schema names its columns (`hub_columns`), the splits it reads (`hub_splits`) and turns
@@ -127,23 +128,45 @@ def _offline(on: bool):
         hub.HF_HUB_OFFLINE = saved[1]
 
 
+@contextlib.contextmanager
+def _hub_errors(dataset_id: str, allow: bool):
+    """`datasets`' errors on a Hub id as the one-line UserError of a load (offline and not cached, no such
+    dataset, a dataset that needs a configuration name...)."""
+    import datasets
+
+    try:
+        yield
+    except (ConnectionError, FileNotFoundError) as e:  # offline without a cached copy, or no such dataset
+        how = ("check the id and the network" if allow else
+               "pass --set task.allow_download=true once (needs the network), or point --data-dir at a "
+               "copy written by DatasetDict.save_to_disk")
+        raise UserError(f"task.hf={dataset_id}: not in the Hugging Face cache "
+                        f"({datasets.config.HF_DATASETS_CACHE}) and not downloadable here "
+                        f"({type(e).__name__}); {how}") from None
+    except ValueError as e:  # e.g. a dataset that needs a configuration name or remote code
+        raise UserError(f"task.hf={dataset_id}: {str(e).splitlines()[0]}") from None
+
+
+def check_hub(task, dataset_id: str) -> None:
+    """When downloads are not allowed, the UserError a load would raise if the Hugging Face cache lacks
+    `dataset_id` (at `task.hf_revision`): `datasets` resolves the builder offline, reading no data. A local
+    folder, or a task allowed to download, passes unchecked."""
+    if task.cfg.allow_download or Path(dataset_id).expanduser().is_dir():
+        return
+    import datasets
+
+    with _offline(True), _hub_errors(dataset_id, allow=False):
+        datasets.load_dataset_builder(dataset_id, revision=task.cfg.hf_revision)
+
+
 def load_hub(task, dataset_id: str) -> dict:
-    """{split: pyarrow Table} of `task.hub_splits` from Hub id `dataset_id`, via the Hugging Face cache."""
+    """{split: pyarrow Table} of `task.hub_splits` from Hub id `dataset_id` at `task.hf_revision` (None: the
+    Hub's main), via the Hugging Face cache."""
     allow = task.cfg.allow_download
     import datasets
 
-    with _offline(not allow):
-        try:
-            dd = datasets.load_dataset(dataset_id)
-        except (ConnectionError, FileNotFoundError) as e:  # offline without a cached copy, or no such dataset
-            how = ("check the id and the network" if allow else
-                   "pass --set task.allow_download=true once (needs the network), or point --data-dir at a "
-                   "copy written by DatasetDict.save_to_disk")
-            raise UserError(f"task.hf={dataset_id}: not in the Hugging Face cache "
-                            f"({datasets.config.HF_DATASETS_CACHE}) and not downloadable here "
-                            f"({type(e).__name__}); {how}") from None
-        except ValueError as e:  # e.g. a dataset that needs a configuration name or remote code
-            raise UserError(f"task.hf={dataset_id}: {str(e).splitlines()[0]}") from None
+    with _offline(not allow), _hub_errors(dataset_id, allow):
+        dd = datasets.load_dataset(dataset_id, revision=task.cfg.hf_revision)
     out = {}
     for s in task.hub_splits:
         name = next((n for n in SPLIT_NAMES[s] if n in dd), None)
@@ -153,10 +176,18 @@ def load_hub(task, dataset_id: str) -> dict:
     return out
 
 
-def hf_source(task) -> Source:
-    """The `task.hf` source of a task with a Hub schema."""
+def _locate_hub(task):
+    """The Hub id when `task.hf` is set and a load could read it (see check_hub), else None."""
     hid = task.cfg.hf
-    return Source("hf", locate=lambda: hid or None, key=lambda found: found,
+    if hid:
+        check_hub(task, hid)
+    return hid or None
+
+
+def hf_source(task) -> Source:
+    """The `task.hf` source of a task with a Hub schema; a revision other than main is part of the cache key."""
+    rev = task.cfg.hf_revision
+    return Source("hf", locate=lambda: _locate_hub(task), key=lambda found: found if rev is None else (found, rev),
                   build=lambda found: task.from_tables(load_hub(task, found), f"task.hf={found}"),
                   missing="a Hugging Face dataset id (--set task.hf=ID)")
 

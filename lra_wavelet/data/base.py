@@ -120,6 +120,7 @@ class HubConfig(TaskConfig):
     """Settings of a task that can also read its data from the Hugging Face Hub."""
 
     hf: Optional[str] = None  # a Hub dataset id with the task's Hub schema, e.g. stanfordnlp/imdb
+    hf_revision: Optional[str] = None  # the Hub id's branch, tag or commit (None: main); keys the cache
     allow_download: bool = False  # let `hf` fetch from the Hub; otherwise only the local Hugging Face cache is read
 
 
@@ -168,8 +169,8 @@ class Task:
     default_source: str = "generated"  # what `list tasks` shows when no data dir is given
     aliases: dict = {}  # a split a source does not build -> the one that stands in, e.g. {"val": "test"}
     # settings that never change the cached arrays (caps, where to look, parallelism), left out of the key
-    volatile: tuple = ("name", "n_train", "n_val", "n_test", "prepared", "data_dir", "hf", "allow_download",
-                       "gen_workers", "sub_workers", "workers")
+    volatile: tuple = ("name", "n_train", "n_val", "n_test", "prepared", "data_dir", "hf", "hf_revision",
+                       "allow_download", "gen_workers", "sub_workers", "workers")
 
     def __init__(self, cfg: TaskConfig):
         self.cfg = cfg
