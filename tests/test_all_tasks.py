@@ -13,7 +13,6 @@ import pytest
 
 from lra_wavelet import config as C
 from lra_wavelet import train as T
-from lra_wavelet.data.base import save_arrays
 from lra_wavelet.registry import TASKS
 
 TINY = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "model.head_dim=16",
@@ -34,7 +33,9 @@ def prepared(task, d, rng):
             x[..., 40:] = task.pad_id  # trailing padding
         arrays[f"{split}_x"], arrays[f"{split}_y"] = x.astype(np.uint16), rng.integers(0, task.n_classes, 12)
         kinds[split] = "array"
-    save_arrays(d, **arrays)
+    d.mkdir(parents=True, exist_ok=True)
+    for name, a in arrays.items():
+        np.save(d / f"{name}.npy", a)
     (d / "meta.json").write_text(json.dumps({"task": task.name, "version": task.version,
                                              "data_source": "generated", "splits": kinds}))
 

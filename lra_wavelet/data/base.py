@@ -444,15 +444,5 @@ def build_once(path: Path, make: Callable[[Path], None], lock: bool = True) -> P
     return path
 
 
-def save_arrays(path: Path, **arrays: np.ndarray) -> None:
-    """Write arrays as .npy files in `path` once (see `build_once`); a folder already there is kept."""
-
-    def write(tmp: Path) -> None:
-        for k, v in arrays.items():
-            np.save(tmp / f"{k}.npy", v)
-
-    build_once(Path(path), write)
-
-
 def load_arrays(path: Path, *names: str, mmap: bool = True) -> list[np.ndarray]:
     return [np.load(path / f"{n}.npy", mmap_mode="r" if mmap else None) for n in names]
