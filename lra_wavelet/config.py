@@ -110,13 +110,16 @@ class TrainConfig:
     length_buckets: int = 0  # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128)
     lazy_metrics: bool = False  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
     prefetch: int = 0  # batches prepared ahead in a background thread (0: on the critical path)
+    # examples per evaluation forward (0: train.batch_size); a validation pass still covers
+    # eval_batches x batch_size examples, so only the grouping changes
+    eval_batch_size: int = 0
     logger: Literal["none", "tensorboard", "wandb"] = "none"  # curves also to TensorBoard / W&B (loggers.py)
 
     def __post_init__(self):
         for key in ("grad_accum",):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("length_buckets", "prefetch"):
+        for key in ("length_buckets", "prefetch", "eval_batch_size"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
@@ -124,7 +127,7 @@ class TrainConfig:
 # train keys that change no number: logging (also to TensorBoard / W&B), checkpoints, compilation, memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
 SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile_mode", "grad_accum", "memory_check",
-                   "length_buckets", "lazy_metrics", "prefetch", "logger")
+                   "length_buckets", "lazy_metrics", "prefetch", "eval_batch_size", "logger")
 WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
 
 

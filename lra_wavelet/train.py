@@ -338,21 +338,31 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
     """Metrics on a split; ranks evaluate interleaved batches and share their sums / predictions.
     max_batches: None = train.eval_batches (validation passes), 0 = the whole split (testing)."""
     model.eval()
-    loss_sum, count, preds, labels = 0.0, 0, [], []
-    bs = cfg.train.batch_size
+    loss_sum, count, preds, labels = torch.zeros((), device=device, dtype=torch.float64), 0, [], []
     limit = cfg.train.eval_batches if max_batches is None else max_batches
-    for i, batch in enumerate(split.eval_batches(bs, limit)):
+    n_max = limit * cfg.train.batch_size if limit else None  # the examples a pass covers, whatever the grouping
+    bs = cfg.train.eval_batch_size or cfg.train.batch_size
+    seen = 0
+    for i, batch in enumerate(split.eval_batches(bs, -(-n_max // bs) if n_max else 0)):
+        n = len(batch["y"])
+        if n_max is not None and seen + n > n_max:
+            batch = {k: v[:n_max - seen] for k, v in batch.items()}
+        seen += n
         if i % world != rank:
             continue
         b = to_device(trim_padding(batch, task.pad_id, buckets=cfg.train.length_buckets) if trim else batch, device)
         with amp():
             logits = model(b)
+        # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
         loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), b["y"].reshape(-1),
-                                    reduction="sum").item()
+                                    reduction="sum")
         count += b["y"].numel()
         if task.kind != "lm":
-            preds.append(logits.argmax(-1).cpu().numpy())
-            labels.append(b["y"].cpu().numpy())
+            preds.append(logits.argmax(-1))
+            labels.append(b["y"])
+    loss_sum = float(loss_sum)
+    preds = [torch.cat(preds).cpu().numpy()] if preds else []
+    labels = [torch.cat(labels).cpu().numpy()] if labels else []
     if world > 1:
         gathered = [None] * world
         dist.all_gather_object(gathered, (loss_sum, count, preds, labels))

@@ -5,13 +5,14 @@
 #
 #   OUT=$OUT TASKS=listops MODELS=transformer SEEDS="0 1 2" bash scripts/gpu_lra.sh [extra sweep flags]
 #
-# Rows and logs go to $OUT/lra.tar.gz without checkpoints (they stay on the machine), ready to be unpacked
-# into results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
+# Runs live in RUNS (default runs/lra, ignored by git) so that a second call on the still-warm machine resumes
+# the cell the first one stopped in. Rows and logs go to $OUT/lra.tar.gz without checkpoints (those stay on
+# the machine), ready to be unpacked into results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
 # are passed to `sweep`; a reduced budget (--set train.max_steps=N) must be the same for every model of a task.
 set -u
-OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}
-mkdir -p "$OUT/lra/logs"
-args=(--grid "$GRID" --out "$OUT/lra/runs" --no-progress)
+OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-runs/lra}
+mkdir -p "$OUT/lra/logs" "$RUNS"
+args=(--grid "$GRID" --out "$RUNS" --no-progress)
 [ -n "${TASKS:-}" ] && args+=(--tasks $TASKS)
 [ -n "${MODELS:-}" ] && args+=(--models $MODELS)
 [ -n "${SEEDS:-}" ] && args+=(--seeds $SEEDS)
@@ -20,5 +21,6 @@ echo "sweep ${args[*]} $*" > "$OUT/lra/logs/command.txt"
 PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args[@]}" "$@" \
   > "$OUT/lra/logs/sweep-$(date -u +%Y%m%dT%H%M%S).log" 2>&1
 echo "sweep exit $?"
-python3 -m lra_wavelet report "$OUT/lra/runs" --out "$OUT/lra/report" --include-reduced > /dev/null 2>&1
+python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced > /dev/null 2>&1
+mkdir -p "$OUT/lra/runs" && tar -cf - -C "$RUNS" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' . | tar -xf - -C "$OUT/lra/runs"
 tar -czf "$OUT/lra.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' lra && rm -rf "$OUT/lra"

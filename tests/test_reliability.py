@@ -144,3 +144,18 @@ def test_seeds_stacked_into_one_model_take_their_separate_steps():
     for p, q in zip(alone, stack.parts):
         for (name, a), b in zip(p.model.named_parameters(), q.model.parameters()):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_eval_batch_size_groups_the_same_examples():
+    """train.eval_batch_size changes only how a pass is grouped: the whole split, and a pass of eval_batches x
+    batch_size examples, give the same metrics at any grouping (and a different limit gives other numbers)."""
+    p = T.build(tiny("unused", "transformer"))
+    ref = T.evaluate_split(p, "val", whole=True)
+    for ebs in (3, 64):
+        p.cfg.train.eval_batch_size = ebs
+        assert T.evaluate_split(p, "val", whole=True) == pytest.approx(ref, rel=1e-5)
+    p.cfg.train.eval_batch_size, p.cfg.train.eval_batches = 0, 2
+    two = T.evaluate_split(p, "val")
+    p.cfg.train.eval_batch_size = 5  # 2 x batch_size examples, in groups of 5 (the last one cut)
+    assert T.evaluate_split(p, "val") == pytest.approx(two, rel=1e-5)
+    assert two != pytest.approx(ref, rel=1e-5)
