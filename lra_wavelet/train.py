@@ -401,7 +401,8 @@ def save_checkpoint(p: Parts, path: Path, step: int, best: Optional[dict], wall:
 
 def load_checkpoint(p: Parts, path: Path) -> tuple[int, Optional[dict], float]:
     """Restore a checkpoint into `p`; returns (step, best validation record, wall time so far)."""
-    ck = torch.load(path, map_location=p.device, weights_only=False)
+    # on the CPU: the RNG states must stay CPU byte tensors (load_state_dict moves the rest to the model's device)
+    ck = torch.load(path, map_location="cpu", weights_only=False)
     p.model.load_state_dict(ck["model"])
     p.opt.load_state_dict(ck["optimizer"])
     p.sched.load_state_dict(ck["scheduler"])

@@ -5,12 +5,13 @@
 #
 #   OUT=$OUT TASKS=listops MODELS=transformer SEEDS="0 1 2" bash scripts/gpu_lra.sh [extra sweep flags]
 #
-# Runs live in RUNS (default runs/lra, ignored by git) so that a second call on the still-warm machine resumes
+# Runs live in RUNS (default results/lra/runs, the committed rows: done cells are skipped; checkpoints are
+# ignored by git and stay on the machine) so that a second call on the still-warm machine resumes
 # the cell the first one stopped in. Rows and logs go to $OUT/lra.tar.gz without checkpoints (those stay on
 # the machine), ready to be unpacked into results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
 # are passed to `sweep`; a reduced budget (--set train.max_steps=N) must be the same for every model of a task.
 set -u
-OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-runs/lra}
+OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-results/lra/runs}
 mkdir -p "$OUT/lra/logs" "$RUNS"
 args=(--grid "$GRID" --out "$RUNS" --no-progress)
 [ -n "${TASKS:-}" ] && args+=(--tasks $TASKS)

@@ -159,3 +159,27 @@ def test_eval_batch_size_groups_the_same_examples():
     p.cfg.train.eval_batch_size = 5  # 2 x batch_size examples, in groups of 5 (the last one cut)
     assert T.evaluate_split(p, "val") == pytest.approx(two, rel=1e-5)
     assert two != pytest.approx(ref, rel=1e-5)
+
+
+def test_a_checkpoint_restored_for_another_device_keeps_its_rng_state_on_the_cpu(tmp_path):
+    """Resuming on a GPU once failed ('RNG state must be a torch.ByteTensor'): the checkpoint was mapped onto the
+    run's device, RNG state included. Restored for a non-CPU device ('meta' stands in for CUDA here), the CPU RNG
+    state is still set and the weights still load."""
+    p = T.build(tiny(tmp_path, "transformer"))
+    T.save_checkpoint(p, tmp_path / "ck.pt", 3, None, 1.0)
+    want = torch.get_rng_state()
+    torch.rand(5)
+    p.device = torch.device("meta")
+    assert T.load_checkpoint(p, tmp_path / "ck.pt")[0] == 3
+    assert torch.equal(torch.get_rng_state(), want)
+
+
+def test_off_and_on_read_as_words_for_choice_keys(tmp_path):
+    """YAML 1.1 reads a bare `off` as False: `--set train.amp=off` and `amp: off` in a YAML file still mean 'off'."""
+    from lra_wavelet import config as C
+    assert C.resolve("listops", "transformer", sets=("train.amp=off",)).train.amp == "off"
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  amp: off\n")
+    assert C.resolve("listops", "transformer", config_file=str(f)).train.amp == "off"
+    with pytest.raises(UserError, match="train.compile"):
+        C.resolve("listops", "transformer", sets=("train.compile=maybe",))
