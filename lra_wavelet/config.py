@@ -106,10 +106,11 @@ class TrainConfig:
     num_workers: int = 0
     grad_accum: int = 1  # micro-batches per step: the same update as one batch of batch_size, in less memory
     memory_check: bool = True  # refuse a run whose estimated peak memory exceeds the device's free memory
-    # speed switches (none changes what is computed; see README "Speed"):
+    # speed switches (none changes what is computed; see README "Speed"). lazy_metrics and prefetch are on by
+    # default: faster in every LRA cell measured (results/benchmarks/throughput.md), the same numbers (tests)
     length_buckets: int = 0  # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128)
-    lazy_metrics: bool = False  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
-    prefetch: int = 0  # batches prepared ahead in a background thread (0: on the critical path)
+    lazy_metrics: bool = True  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
+    prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
     # eval_batches x batch_size examples, so only the grouping changes
     eval_batch_size: int = 0

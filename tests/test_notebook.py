@@ -24,5 +24,6 @@ def test_the_analysis_notebook_is_stored_clean_and_redraws_the_committed_results
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert not [o for o in outputs if o.output_type == "error"]
     assert "pretrain_table.csv: identical" in text and "ablation_table.csv: identical" in text
-    assert "No LRA result rows are committed yet" in text  # none are committed: the section says so
-    assert figures == 2  # the curves of the three corpora, the op benchmark
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert "| transformer | reference |" in markdown  # the committed LRA rows (results/lra/runs) as report's table
+    assert figures == 3  # the curves of the three corpora, the LRA chart, the op benchmark
