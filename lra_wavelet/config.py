@@ -125,9 +125,10 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
 
-# train keys that change no number: logging (also to TensorBoard / W&B), checkpoints, compilation, memory and speed switches
+# train keys that change no number: logging (also to TensorBoard / W&B), checkpoints, compilation (train.compile:
+# see RunConfig.hash), memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
-SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile_mode", "grad_accum", "memory_check",
+SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "compile_mode", "grad_accum", "memory_check",
                    "length_buckets", "lazy_metrics", "prefetch", "eval_batch_size", "logger")
 WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
 
@@ -152,6 +153,9 @@ class RunConfig:
             d.pop(k)
         for k in SPEED_ONLY_KEYS:
             d["train"].pop(k)
+        # train.compile changes no number either, but was hashed before that was settled: it stays in the hashed
+        # dict, always as False, so compiled and eager runs share a folder and earlier runs keep their hashes
+        d["train"]["compile"] = False
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -79,8 +79,16 @@ def test_hash_ignores_where_results_go():
     a = C.resolve("listops", "gpt", sets=("out=/tmp/a",))
     b = C.resolve("listops", "gpt", sets=("out=/tmp/b", "device=cpu"))
     c = C.resolve("listops", "gpt", sets=("seed=1",))
-    d = C.resolve("listops", "gpt", sets=("train.compile_mode=reduce-overhead",))  # how fast, not what is computed
-    assert a.hash == b.hash == d.hash != c.hash
+    d = C.resolve("listops", "gpt", sets=("train.compile=true", "train.compile_mode=reduce-overhead",
+                                          "train.lazy_metrics=false", "train.prefetch=0", "train.eval_batch_size=64"))
+    assert a.hash == b.hash == d.hash != c.hash  # how fast, not what is computed
+
+
+def test_committed_lra_rows_keep_their_config_hash():
+    """The sweep finds a done cell by its config hash: a change to what is hashed (a new key, a new default)
+    would orphan every committed row. These are the hashes of rows in results/lra/runs (H200, 2026-12-02)."""
+    assert C.resolve("listops", "transformer", sets=("seed=0",)).hash == "33f13437f0"
+    assert C.resolve("listops", "wavelet", sets=("seed=0",)).hash == "218856cff7"
 
 
 def test_lra_data_fills_data_dir_unless_a_config_sets_it(tmp_path, monkeypatch):
