@@ -60,10 +60,9 @@ def write_plots(paths, out: Path, include_reduced: bool = False) -> list[Path]:
     _, summary = lra_table(df, include_reduced)
     if len(summary):
         written.append(_save(lra_chart(summary), out / "lra_accuracy.png", plt))
-    runs = lra_runs(df, include_reduced)[0]
-    lra_val = val[val.run_id.isin(set(runs.run_id[runs.status == "ok"]))] if len(val) else val
-    if "accuracy" in lra_val and lra_val.accuracy.notna().any():
-        written.append(_save(lra_curves(lra_val, runs), out / "lra_curves.png", plt))
+    fig = lra_curves(curves, lra_runs(df, include_reduced)[0])
+    if fig is not None:
+        written.append(_save(fig, out / "lra_curves.png", plt))
     return written
 
 
@@ -129,15 +128,20 @@ def lra_chart(summary):
     return fig
 
 
-def lra_curves(val, runs):
+def lra_curves(curves, runs):
     """One panel per LRA task: validation accuracy against step, a line per model (mean over seeds) with a band
     from the lowest to the highest seed (a collapsed seed shows as the band's floor; dotted line = chance).
-    `val`: the curve points of the runs the LRA tables count; `runs`: report.lra_runs' run table, for each
-    run's setup. Configurations are drawn apart (line style, named by setup), never averaged together."""
+    `curves`: report.load_curves; `runs`: report.lra_runs' runs (those that finished are drawn, named by their
+    setup). Configurations are drawn apart (line style), never averaged together. None when no run has a curve."""
     import seaborn as sns
 
     plt = _pyplot()
-    g = val[val.accuracy.notna()].merge(runs[["run_id", "setup"]], on="run_id")
+    if "accuracy" not in curves:
+        return None
+    g = curves[(curves.split == "val") & curves.accuracy.notna()].merge(
+        runs.loc[runs.status == "ok", ["run_id", "setup"]], on="run_id")
+    if g.empty:
+        return None
     g = g.assign(accuracy=g.accuracy * 100)
     several = g.groupby(["model", "setup"]).config_id.transform("nunique") > 1  # e.g. two custom settings
     g["configuration"] = g.setup.where(~several, g.setup + " " + g.config_id)
@@ -145,12 +149,13 @@ def lra_curves(val, runs):
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 4.8 * len(tasks)), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         d = g[g.task == task]
+        models = set(d.model)
+        order = [m for m in LRA_MODELS if m in models] + sorted(models - set(LRA_MODELS))
         only_reference = set(d.configuration) == {"reference"}
-        sns.lineplot(data=d, x="step", y="accuracy", hue="model", style=None if only_reference else "configuration",
-                     hue_order=[m for m in dict.fromkeys(LRA_MODELS + sorted(d.model)) if m in set(d.model)],
-                     palette={m: model_colour(m) for m in d.model.unique()}, estimator="mean",
-                     errorbar=("pi", 100), marker="o" if d.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
-                     else None, ax=ax)
+        sparse = d.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
+        sns.lineplot(data=d, x="step", y="accuracy", hue="model", hue_order=order,
+                     style=None if only_reference else "configuration", palette={m: model_colour(m) for m in models},
+                     estimator="mean", errorbar=("pi", 100), marker="o" if sparse else None, ax=ax)
         ax.axhline(_chance(task) * 100, color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_title(LRA_TASKS[task])
         ax.set_ylabel("validation accuracy (%)")
