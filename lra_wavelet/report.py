@@ -6,7 +6,9 @@ many. Each run is compared with its task's reference configuration (tasks/<task>
 config.resolve): runs with less than the reference budget (a --preset quick, fewer steps, capped splits) are
 left out of the LRA table unless asked for (`--include-reduced`), and the caption counts them; a row says
 its setup (reference, a preset, custom); a cell that averages runs of different configurations is marked.
-Published rows carry their source and protocol. Cells on substitute data are marked '†'.
+Published rows carry their source and protocol. Cells on substitute data are marked '†'. Beside the LRA
+accuracy table, a speed table over the same cells: the median step at which a run first reaches 95% of its own
+final validation accuracy, with runs collapsed to a constant guess counted apart.
 An unreadable input is a one-line error naming the file; an empty or truncated result file is a warning.
 """
 
@@ -439,8 +441,8 @@ def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
             share = float(np.median([s["share"] for s in fast])) if fast else np.nan  # NaN: a max_steps unknown
             marks = cell_marks(cell)
             if fast:
-                row[col] = (f"{step:.0f} (" + (f"{share:.0%}, " if pd.notna(share) else "") + f"n={len(fast)}"
-                            + (f", {extra}" if extra else "") + ")" + marks)
+                of_budget = "" if pd.isna(share) else f"{share:.0%}, " if share >= 0.01 else "<1%, "
+                row[col] = f"{step:.0f} ({of_budget}n={len(fast)}" + (f", {extra}" if extra else "") + ")" + marks
             summary.append({"model": m, "setup": setup, "task": t, "median_step": step, "median_share": share,
                             "n_seeds": len(fast), "collapsed": int(counts.get("collapsed", 0)),
                             "no_curve": int(counts.get("no curve", 0)), "not_finished": unfinished,
