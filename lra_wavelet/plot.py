@@ -1,4 +1,5 @@
-"""Figures (seaborn, PNG): validation curves per task (hue = model) and the LRA accuracy chart.
+"""Figures (seaborn, PNG): validation curves per task (hue = model), the LRA accuracy chart and the LRA
+learning curves (one panel per task; the runs the LRA tables count).
 
 A model has one colour in every figure (MODEL_COLOURS, keyed by name); runs of different configurations of
 one model are drawn apart (line style), never averaged together; sparse curves (a few evaluations) draw
@@ -13,7 +14,8 @@ import hashlib
 from pathlib import Path
 
 from .errors import UserError
-from .report import LRA_MODELS, LRA_TASKS, MARKS, PRETRAIN_VARIANTS, lra_table, load_curves, load_rows
+from .report import (LRA_MODELS, LRA_TASKS, MARKS, PRETRAIN_VARIANTS, _chance, load_curves, load_rows, lra_runs,
+                     lra_table)
 
 MARKERS_UP_TO = 25  # evaluations per run at most for which points are drawn as markers
 
@@ -58,6 +60,9 @@ def write_plots(paths, out: Path, include_reduced: bool = False) -> list[Path]:
     _, summary = lra_table(df, include_reduced)
     if len(summary):
         written.append(_save(lra_chart(summary), out / "lra_accuracy.png", plt))
+    fig = lra_curves(curves, lra_runs(df, include_reduced)[0])
+    if fig is not None:
+        written.append(_save(fig, out / "lra_curves.png", plt))
     return written
 
 
@@ -120,4 +125,40 @@ def lra_chart(summary):
     handles += [Patch(facecolor="white", edgecolor="black", hatch="//" if m == "†" else None, visible=m == "†",
                       label=f"{m} {what}" + (" (hatched)" if m == "†" else "")) for m, what in MARKS.items() if m in used]
     ax.legend(handles=handles, fontsize=8, loc="best")
+    return fig
+
+
+def lra_curves(curves, runs):
+    """One panel per LRA task: validation accuracy against step, a line per model (mean over seeds) with a band
+    from the lowest to the highest seed (a collapsed seed shows as the band's floor; dotted line = chance).
+    `curves`: report.load_curves; `runs`: report.lra_runs' runs (those that finished are drawn, named by their
+    setup). Configurations are drawn apart (line style), never averaged together. None when no run has a curve."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    if "accuracy" not in curves:
+        return None
+    g = curves[(curves.split == "val") & curves.accuracy.notna()].merge(
+        runs.loc[runs.status == "ok", ["run_id", "setup"]], on="run_id")
+    if g.empty:
+        return None
+    g = g.assign(accuracy=g.accuracy * 100)
+    several = g.groupby(["model", "setup"]).config_id.transform("nunique") > 1  # e.g. two custom settings
+    g["configuration"] = g.setup.where(~several, g.setup + " " + g.config_id)
+    tasks = [t for t in LRA_TASKS if t in set(g.task)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 4.8 * len(tasks)), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        d = g[g.task == task]
+        models = set(d.model)
+        order = [m for m in LRA_MODELS if m in models] + sorted(models - set(LRA_MODELS))
+        only_reference = set(d.configuration) == {"reference"}
+        sparse = d.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
+        sns.lineplot(data=d, x="step", y="accuracy", hue="model", hue_order=order,
+                     style=None if only_reference else "configuration", palette={m: model_colour(m) for m in models},
+                     estimator="mean", errorbar=("pi", 100), marker="o" if sparse else None, ax=ax)
+        ax.axhline(_chance(task) * 100, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.set_title(LRA_TASKS[task])
+        ax.set_ylabel("validation accuracy (%)")
+        ax.legend(fontsize=8, loc="best", title="line: mean, band: min–max\nover seeds", title_fontsize=8)
+    fig.suptitle("LRA validation accuracy", fontsize=11)
     return fig

@@ -6,7 +6,9 @@ many. Each run is compared with its task's reference configuration (tasks/<task>
 config.resolve): runs with less than the reference budget (a --preset quick, fewer steps, capped splits) are
 left out of the LRA table unless asked for (`--include-reduced`), and the caption counts them; a row says
 its setup (reference, a preset, custom); a cell that averages runs of different configurations is marked.
-Published rows carry their source and protocol. Cells on substitute data are marked '†'.
+Published rows carry their source and protocol. Cells on substitute data are marked '†'. Beside the LRA
+accuracy table, a speed table over the same cells: the median step at which a run first reaches 95% of its own
+final validation accuracy, with runs collapsed to a constant guess counted apart.
 An unreadable input is a one-line error naming the file; an empty or truncated result file is a warning.
 """
 
@@ -231,7 +233,8 @@ def classify_run(task: str, model: str, seed, cfg: dict | None, config_hash, ste
 
 def run_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run: task, model, seed, status, step, data_source, its headline test value (NaN unless ok),
-    setup, reduced, deviations and config_id."""
+    config_id, max_steps (its config's train.max_steps; NaN without a config.yaml), setup, reduced and
+    deviations."""
     _reference.cache_clear()  # task YAMLs are read afresh for every table
     _reference_hash.cache_clear()
     df = df.copy()
@@ -252,10 +255,10 @@ def run_table(df: pd.DataFrame) -> pd.DataFrame:
         out.append({"run_id": run_id, "task": first.task, "model": first.model, "seed": first.seed,
                     "status": status, "step": step, "data_source": first.data_source, "metric": metric,
                     "value": float(test.value.iloc[0]) if status == "ok" and len(test) else np.nan,
-                    "config_id": config_id(cfg),
+                    "config_id": config_id(cfg), "max_steps": (cfg or {}).get("train", {}).get("max_steps", np.nan),
                     **classify_run(first.task, first.model, first.seed, cfg, first.config_hash, step, status)})
     cols = ["run_id", "task", "model", "seed", "status", "step", "data_source", "metric", "value", "config_id",
-            "setup", "reduced", "deviations"]
+            "max_steps", "setup", "reduced", "deviations"]
     return pd.DataFrame(out, columns=cols)
 
 
@@ -289,16 +292,30 @@ SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds",
                    "data_source", "reduced", "configurations", "deviations", "marks"]
 
 
-def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(Markdown-ready table of strings, tidy numeric summary) of the headline test metric per model, setup
-    and task. The table's `attrs['notes']` holds the caption lines that depend on the rows (what was left out,
-    the published rows' sources)."""
+def lra_runs(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """(the runs of an LRA task that the LRA tables and figures show, the runs left out for their budget, the
+    (model, setup) rows in table order): every LRA table draws on the same runs by the same rules."""
     runs = run_table(df[df.task.isin(list(LRA_TASKS))]) if len(df) else run_table(df)
     left = runs[runs.reduced] if not include_reduced else runs.iloc[:0]
     runs = runs[~runs.index.isin(left.index)]
     order = {m: i for i, m in enumerate(LRA_MODELS)}
     setups = sorted(set(zip(runs.model, runs.setup)), key=lambda ms: (order.get(ms[0], len(order)), ms[0],
                                                                       ms[1] != "reference", ms[1]))
+    return runs, left, setups
+
+
+def _left_out_note(left: pd.DataFrame) -> list[str]:
+    if not len(left):
+        return []
+    return [f"Left out: {len(left)} run(s) with less than the reference budget ({_not_finished(left, ok=True)}), "
+            "e.g. made with --preset quick: pass --include-reduced to show them."]
+
+
+def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Markdown-ready table of strings, tidy numeric summary) of the headline test metric per model, setup
+    and task. The table's `attrs['notes']` holds the caption lines that depend on the rows (what was left out,
+    the published rows' sources)."""
+    runs, left, setups = lra_runs(df, include_reduced)
     rows, summary = [], []
     for m, setup in setups:
         row, means = {"Model": m, "Setup": setup}, {}
@@ -335,18 +352,106 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
         row["Avg"] = f"{avg:.2f}"
         rows.append(row)
         notes.append(f"[{i}] {source}.")
-    if len(left):
-        notes.insert(0, f"Left out: {len(left)} run(s) with less than the reference budget "
-                        f"({_not_finished(left, ok=True)}), e.g. made with --preset quick: "
-                        "pass --include-reduced to show them.")
     table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values(), "Avg"])
-    table.attrs["notes"] = notes
+    table.attrs["notes"] = _left_out_note(left) + notes
     return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
 
 
 def _chance(task: str) -> float:
     cls = _task_class(task)
     return float(cls.chance) if cls is not None else float("nan")
+
+
+SPEED_SHARE = 0.95  # the speed table's level: this share of a run's final validation accuracy
+SPEED_COLUMNS = ["model", "setup", "task", "median_step", "median_share", "n_seeds", "collapsed", "no_curve",
+                 "not_finished", "seeds", "marks"]
+
+
+def steps_to_share(curve: pd.DataFrame, share: float = SPEED_SHARE) -> tuple[int, float]:
+    """(the first evaluated step at which validation accuracy reaches `share` of the final one, that final
+    accuracy) of one run's validation points (step, accuracy; any order). The final point always qualifies."""
+    c = curve.sort_values("step")
+    final = float(c.accuracy.iloc[-1])
+    return int(c.step[c.accuracy >= share * final].iloc[0]), final
+
+
+def constant_guess_f1(task: str, accuracy: float) -> float:
+    """The macro-F1 of always predicting one class that makes up `accuracy` of the split: that class scores
+    F1 = 2a / (1 + a), every other class 0 (evaluate.classification_metrics averages over all n_classes)."""
+    n = getattr(_task_class(task), "n_classes", 0)
+    return 2 * accuracy / ((1 + accuracy) * n) if n else float("nan")
+
+
+def collapsed(task: str, accuracy: float, macro_f1: float = float("nan")) -> bool:
+    """Whether a run learned no more than a constant guess: accuracy at or below the task's chance, or a
+    macro-F1 no higher than guessing one class would give at that accuracy. The second catches a collapse to
+    the majority class, which beats uniform chance on an unbalanced split (ListOps: about 17% against 10%)."""
+    if accuracy <= _chance(task):
+        return True
+    guess = constant_guess_f1(task, accuracy)
+    return bool(pd.notna(macro_f1) and pd.notna(guess) and macro_f1 <= guess * (1 + 1e-6))  # 1e-6: float rounding
+
+
+def _run_speed(run, curve: pd.DataFrame | None) -> dict:
+    """One ok run's entry in the speed table: its state ('ok', 'collapsed', 'no curve'), step and share."""
+    out = {"seed": run.seed, "state": "no curve", "step": np.nan, "share": np.nan, "final": np.nan}
+    if curve is None or curve.empty:
+        return out
+    step, final = steps_to_share(curve)
+    last = curve.sort_values("step").iloc[-1]
+    f1 = last["macro_f1"] if "macro_f1" in curve else float("nan")
+    return {**out, "state": "collapsed" if collapsed(run.task, final, f1) else "ok", "step": step,
+            "share": step / run.max_steps if pd.notna(run.max_steps) and run.max_steps > 0 else np.nan,
+            "final": final}
+
+
+def _seed_text(s: dict) -> str:
+    what = {"ok": lambda: f"{s['step']:.0f}", "no curve": lambda: "no curve",
+            "collapsed": lambda: f"collapsed at {s['final'] * 100:.1f}%"}[s["state"]]()
+    return f"seed {s['seed']:.0f}: {what}"
+
+
+def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
+                    include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(Markdown-ready table, tidy summary) of the steps each LRA cell's runs take to reach SPEED_SHARE of
+    their own final validation accuracy: median over seeds and as a share of max_steps. The cells and their
+    marks are the accuracy table's (lra_runs, cell_marks); a collapsed run (see `collapsed`) reaches its
+    final level at once, so it is counted beside n instead of in the median, as is an ok run without a curve."""
+    runs, left, setups = lra_runs(df, include_reduced)
+    val = curves[(curves.split == "val") & curves.accuracy.notna()] if len(curves) and "accuracy" in curves \
+        else curves.iloc[:0]
+    by_run = dict(tuple(val.groupby("run_id"))) if len(val) else {}
+    rows, summary = [], []
+    for m, setup in setups:
+        row = {"Model": m, "Setup": setup}
+        for t, col in LRA_TASKS.items():
+            cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t)]
+            if not len(cell):
+                row[col] = "—"
+                continue
+            speeds = [_run_speed(r, by_run.get(r.run_id)) for r in cell[cell.status == "ok"].itertuples()]
+            fast = [s for s in speeds if s["state"] == "ok"]
+            counts = pd.Series([s["state"] for s in speeds if s["state"] != "ok"], dtype=object).value_counts()
+            unfinished = _not_finished(cell)
+            extra = ", ".join([*(f"{n} {k}" for k, n in counts.items()), *([unfinished] if unfinished else [])])
+            row[col] = f"FAIL ({extra})"
+            if not speeds:  # no seed finished: nothing to summarise (as in lra_summary.csv)
+                continue
+            step = float(np.median([s["step"] for s in fast])) if fast else np.nan
+            share = float(np.median([s["share"] for s in fast])) if fast else np.nan  # NaN: a max_steps unknown
+            marks = cell_marks(cell)
+            if fast:
+                of_budget = "" if pd.isna(share) else f"{share:.0%}, " if share >= 0.01 else "<1%, "
+                row[col] = f"{step:.0f} ({of_budget}n={len(fast)}" + (f", {extra}" if extra else "") + ")" + marks
+            summary.append({"model": m, "setup": setup, "task": t, "median_step": step, "median_share": share,
+                            "n_seeds": len(fast), "collapsed": int(counts.get("collapsed", 0)),
+                            "no_curve": int(counts.get("no curve", 0)), "not_finished": unfinished,
+                            "seeds": "; ".join(_seed_text(s) for s in sorted(speeds, key=lambda s: s["seed"])),
+                            "marks": marks.strip()})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values()])
+    table.attrs["notes"] = _left_out_note(left)
+    return table, pd.DataFrame(summary, columns=SPEED_COLUMNS)
 
 
 CURVE_NUMBERS = ("step", "loss", "accuracy", "bits_per_token", "wall_time_s")
@@ -511,7 +616,7 @@ def ablation_table(df: pd.DataFrame, paths=None) -> pd.DataFrame:
 
 def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), include_reduced: bool = False) -> dict:
     df = load_rows(paths)
-    curves = load_curves(paths) if "pretrain" in tables else None
+    curves = load_curves(paths) if {"lra", "pretrain"} & set(tables) else None
     if df.empty and (curves is None or curves.empty):
         raise UserError(f"no result rows under {', '.join(map(str, paths))} (expected run folders with a result.csv)")
     out.mkdir(parents=True, exist_ok=True)
@@ -530,6 +635,11 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "per folder. Chance = a constant guess.", *table.attrs.get("notes", [])])
         written["lra"] = _write(out / "lra_table", table, "LRA", note)
         results.atomic_write_text(out / "lra_summary.csv", summary.to_csv(index=False))
+        speed, speed_summary = lra_speed_table(df, curves, include_reduced)
+        title = f"LRA: steps to {SPEED_SHARE:.0%} of the final validation accuracy"
+        written["lra_speed"] = _write(out / "lra_speed", speed, title,
+                                      "\n\n".join([SPEED_NOTE, *speed.attrs.get("notes", [])]))
+        results.atomic_write_text(out / "lra_speed_summary.csv", speed_summary.to_csv(index=False))
     if "pretrain" in tables:
         table = pretrain_table(curves, df)
         note = ("Base = the GPT baseline's final validation NLL (nats/token); Ours = WaveletGPT's at the same step; "
@@ -545,6 +655,19 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
                                      "and configuration (reference, a preset, or custom with the id of its "
                                      "configuration): runs of different configurations are never averaged together.")
     return {k: v for k, v in written.items() if v is not None}
+
+
+SPEED_NOTE = (
+    f"Per run: the first evaluation step at which its validation accuracy reaches {SPEED_SHARE:.0%} of its final "
+    "validation accuracy (the last validation point of its metrics.jsonl; evaluations every train.eval_every "
+    "steps). Per cell: the median of that step over the seeds counted in n (a median of an even n may fall between "
+    "evaluations) and, in parentheses, the median of the step as a share of the run's train.max_steps. The cells "
+    "are the accuracy table's: only runs that finished (status ok) count, with the same setups and marks (* † ‡); "
+    "seeds that diverged or failed are counted beside n. collapsed = a finished run whose final validation "
+    "accuracy is at or below chance, or whose final macro-F1 is no higher than always guessing one class would "
+    "score at that accuracy (a collapse to the majority class): it reaches its own final level at once, so it "
+    "is counted beside n, not in the median. no curve = a finished run without a metrics.jsonl. FAIL = no seed "
+    "gives a step. Per-seed steps: lra_speed_summary.csv.")
 
 
 def _write(stem: Path, table: pd.DataFrame, title: str, note: str) -> Path | None:

@@ -11,8 +11,9 @@ from lra_wavelet.cli import main
 
 
 def make_run(root, task="listops", model="gpt", seed=0, preset=None, sets=(), status="ok", value=0.3,
-             step=None, data_source="generated", curve=(0.2, 0.3)):
-    """A run folder as train() leaves it; step defaults to the config's max_steps."""
+             step=None, data_source="generated", curve=(0.2, 0.3), every=10, f1=None):
+    """A run folder as train() leaves it; step defaults to the config's max_steps; the curve is evaluated
+    every `every` steps, with macro-F1 values `f1` if given."""
     cfg = C.resolve(task, model, preset, sets=(*sets, f"seed={seed}"))
     run_id = f"{task}-{model}-s{seed}-{cfg.hash}"
     d = root / task / model / run_id
@@ -25,8 +26,8 @@ def make_run(root, task="listops", model="gpt", seed=0, preset=None, sets=(), st
     if status == "ok":
         rows.append(dict(base, split="test", metric="accuracy", value=value))
     results.write_rows(d / "result.csv", rows)
-    pts = [{"step": (i + 1) * 10, "split": "val", "loss": 1.0, "accuracy": a, "wall_time_s": i}
-           for i, a in enumerate(curve)]
+    pts = [{"step": (i + 1) * every, "split": "val", "loss": 1.0, "accuracy": a, "wall_time_s": i,
+            **({"macro_f1": f1[i]} if f1 else {})} for i, a in enumerate(curve)]
     (d / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pts))
     return d
 
@@ -180,3 +181,52 @@ def test_figures_keep_colours_order_markers_and_error_bars(tmp_path):
     assert ax.lines[0].get_marker() == "o"  # a single evaluation shows as a point
     assert ax.lines[0].get_color() == plot.model_colour("gpt") or \
         tuple(ax.lines[0].get_color()[:3]) == tuple(plot.model_colour("gpt"))
+
+
+def test_speed_table_takes_the_median_step_to_95_percent_and_flags_collapsed_runs(tmp_path):
+    every = 1000  # ListOps' reference max_steps is 5000: 1000 steps = 20% of the budget
+    for seed, curve in enumerate([(0.1, 0.2, 0.39, 0.4, 0.4), (0.2, 0.38, 0.4, 0.4, 0.4), (0.4, 0.4, 0.4, 0.4, 0.39)]):
+        make_run(tmp_path, seed=seed, curve=curve, every=every, f1=[0.2] * 5)  # 95%: steps 3000, 2000, 1000
+    majority = 0.176  # always guessing one class that is 17.6% of the split: above ListOps' 10% chance
+    make_run(tmp_path, seed=3, curve=(0.3, majority, majority), every=every,
+             f1=[0.1, *[report.constant_guess_f1("listops", majority)] * 2])
+    make_run(tmp_path, seed=4, status="diverged", step=40)
+    make_run(tmp_path, preset="quick", curve=(0.2, 0.3), every=40)  # reduced: 95% of 0.3 at step 80 of 80
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra"]) == 0
+    md = (tmp_path / "rep" / "lra_speed.md").read_text()
+    rows = lines_of(md)
+    assert "| 2000 (40%, n=3, 1 collapsed, 1 diverged) |" in rows[("gpt", "reference")]
+    assert "Left out: 1 run(s) with less than the reference budget" in md and "95% of its final" in md
+    assert not any(k[1] == "preset quick" for k in rows)
+    cell = pd.read_csv(tmp_path / "rep" / "lra_speed_summary.csv").iloc[0]
+    assert (cell.median_step, cell.median_share, cell.n_seeds, cell.collapsed) == (2000, 0.4, 3, 1)
+    assert "seed 0: 3000; seed 1: 2000; seed 2: 1000; seed 3: collapsed at 17.6%" == cell.seeds
+    assert report.collapsed("listops", 0.1) and report.collapsed("text", 0.5, 0.6)  # at chance, whatever its F1
+    assert not report.collapsed("listops", majority, 0.05)  # a higher F1 than one class gives: it learned
+    assert (tmp_path / "rep" / "lra_speed.csv").read_text().startswith("Model,Setup,ListOps,")
+
+    table, _ = report.lra_speed_table(report.load_rows([tmp_path]), report.load_curves([tmp_path]),
+                                      include_reduced=True)
+    assert dict(zip(table.Setup, table.ListOps))["preset quick"] == "80 (100%, n=1) *"
+
+
+def test_lra_curves_draw_one_panel_per_task_and_keep_configurations_apart(tmp_path):
+    from matplotlib.colors import to_rgb
+
+    from lra_wavelet import plot
+
+    for seed in (0, 1):
+        make_run(tmp_path, model="wavelet", seed=seed, curve=(0.2, 0.3 + seed / 10))
+    make_run(tmp_path, model="wavelet", sets=("model.d_model=32",), curve=(0.1, 0.2))
+    make_run(tmp_path, task="image", model="transformer", curve=(0.1, 0.2))
+    make_run(tmp_path, model="transformer", status="failed", step=0)  # not counted by the tables: not drawn
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "lra_curves.png").stat().st_size > 0
+    fig = plot.lra_curves(report.load_curves([tmp_path]), report.lra_runs(report.load_rows([tmp_path]))[0])
+    listops, image = fig.axes
+    assert (listops.get_title(), image.get_title()) == ("ListOps", "Image")  # LRA order
+    lines = [ln for ln in listops.lines if len(ln.get_xdata()) and ln.get_label() != "chance"]  # the curves
+    assert {to_rgb(ln.get_color()) for ln in lines} == {tuple(plot.model_colour("wavelet"))}  # no failed run
+    assert len(lines) == 2  # reference and custom d_model=32: two lines, not one pooled mean
+    assert max(ln.get_ydata()[-1] for ln in lines) == pytest.approx(35.0)  # the mean of 30% and 40% at the end
+    assert listops.collections and "min–max" in listops.get_legend().get_title().get_text()
