@@ -288,7 +288,7 @@ def cell_marks(cell: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------- tables
 
 
-SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds", "not_finished", "chance",
+SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds", "not_finished", "collapsed", "chance",
                    "data_source", "reduced", "configurations", "deviations", "marks"]
 
 
@@ -322,16 +322,17 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
         for t, col in LRA_TASKS.items():
             cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t)]
             ok = cell[(cell.status == "ok") & cell.value.notna()]
-            extra = _not_finished(cell)
+            n_collapsed = _n_collapsed(df, ok)
+            extra = ", ".join(filter(None, [f"{n_collapsed} collapsed" if n_collapsed else "", _not_finished(cell)]))
             if len(ok):
                 scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
                 marks = cell_marks(cell)
                 row[col] = _fmt(ok.value.tolist(), scale=scale, extra=extra) + marks
-                means[t] = float(ok.value.mean()) * scale
+                means[t] = float((ok.value * scale).mean())  # as _fmt rounds it: the Avg agrees with the cell
                 summary.append({"model": m, "setup": setup, "task": t, "metric": ok.metric.iloc[0],
                                 "mean": means[t], "std": float(ok.value.std(ddof=1)) * scale if len(ok) > 1
                                 else float("nan"), "n_seeds": len(ok), "not_finished": extra,
-                                "chance": _chance(t) * scale, "data_source": ",".join(sorted(set(ok.data_source))),
+                                "collapsed": n_collapsed, "chance": _chance(t) * scale, "data_source": ",".join(sorted(set(ok.data_source))),
                                 "reduced": bool(cell.reduced.any()), "configurations": int(ok.config_id.nunique()),
                                 "deviations": "; ".join(sorted(set(ok.deviations) - {""})),
                                 "marks": marks.strip()})
@@ -355,6 +356,16 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
     table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values(), "Avg"])
     table.attrs["notes"] = _left_out_note(left) + notes
     return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
+
+
+def _n_collapsed(df: pd.DataFrame, ok: pd.DataFrame) -> int:
+    """How many of a cell's finished runs tested no better than a constant guess (`collapsed`, on their test
+    accuracy and macro-F1): they stay in the mean, as the protocol counts them, and are named beside n."""
+    if not len(ok) or ok.metric.iloc[0] != "accuracy":
+        return 0
+    test = df[(df.split == "test") & df.run_id.isin(ok.run_id)]
+    f1 = test[test.metric == "macro_f1"].set_index("run_id").value
+    return sum(collapsed(r.task, r.value, f1.get(r.run_id, float("nan"))) for r in ok.itertuples())
 
 
 def _chance(task: str) -> float:
@@ -625,7 +636,9 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
         table, summary = lra_table(df, include_reduced)
         note = "\n\n".join([
             "Test accuracy (%), mean ± std over seeds (n = seeds that finished; seeds that diverged or failed are "
-            "counted beside n). '—' = not run; FAIL = no seed finished. Avg = mean of the five tasks without "
+            "counted beside n; k collapsed = k of the n finished seeds tested no better than a constant guess: at or "
+            "below chance, or a macro-F1 no higher than always guessing one class; they are in the mean). "
+            "'—' = not run; FAIL = no seed finished. Avg = mean of the five tasks without "
             "Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
             "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; custom = "
             "other settings (lra_summary.csv lists them); not recorded = no config.yaml beside the rows. "

@@ -11,7 +11,7 @@ from lra_wavelet.cli import main
 
 
 def make_run(root, task="listops", model="gpt", seed=0, preset=None, sets=(), status="ok", value=0.3,
-             step=None, data_source="generated", curve=(0.2, 0.3), every=10, f1=None):
+             step=None, data_source="generated", curve=(0.2, 0.3), every=10, f1=None, test_f1=None):
     """A run folder as train() leaves it; step defaults to the config's max_steps; the curve is evaluated
     every `every` steps, with macro-F1 values `f1` if given."""
     cfg = C.resolve(task, model, preset, sets=(*sets, f"seed={seed}"))
@@ -25,6 +25,8 @@ def make_run(root, task="listops", model="gpt", seed=0, preset=None, sets=(), st
     rows = [dict(base, split="val", metric="accuracy", value=curve[-1])]
     if status == "ok":
         rows.append(dict(base, split="test", metric="accuracy", value=value))
+        if test_f1 is not None:
+            rows.append(dict(base, split="test", metric="macro_f1", value=test_f1))
     results.write_rows(d / "result.csv", rows)
     pts = [{"step": (i + 1) * every, "split": "val", "loss": 1.0, "accuracy": a, "wall_time_s": i,
             **({"macro_f1": f1[i]} if f1 else {})} for i, a in enumerate(curve)]
@@ -181,6 +183,17 @@ def test_figures_keep_colours_order_markers_and_error_bars(tmp_path):
     assert ax.lines[0].get_marker() == "o"  # a single evaluation shows as a point
     assert ax.lines[0].get_color() == plot.model_colour("gpt") or \
         tuple(ax.lines[0].get_color()[:3]) == tuple(plot.model_colour("gpt"))
+
+
+def test_accuracy_cells_name_seeds_that_collapsed_to_one_class(tmp_path):
+    """A seed that tests at the majority class (above ListOps' 10% chance, at a constant guess's macro-F1) stays
+    in the mean, as the protocol counts it, and is named beside n; the Avg column agrees with the cell."""
+    make_run(tmp_path, seed=0, value=0.3625, test_f1=0.16)
+    make_run(tmp_path, seed=1, value=0.155, test_f1=report.constant_guess_f1("listops", 0.155))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra"]) == 0
+    row = lines_of((tmp_path / "rep" / "lra_table.md").read_text())[("gpt", "reference")]
+    assert "| 25.88 ± 14.67 (n=2, 1 collapsed) |" in row and row.rstrip().endswith("| 25.88 (1/5 tasks) |")
+    assert pd.read_csv(tmp_path / "rep" / "lra_summary.csv").collapsed.tolist() == [1]
 
 
 def test_speed_table_takes_the_median_step_to_95_percent_and_flags_collapsed_runs(tmp_path):
