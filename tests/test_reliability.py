@@ -135,9 +135,9 @@ def test_more_steps_continue_a_finished_run_and_speed_switches_change_no_number(
 @pytest.mark.parametrize("model", MODELS.names())
 def test_seeds_stacked_into_one_model_take_their_separate_steps(model):
     """Two seeds as one vmapped model (no dropout), for every registered model: at each of two steps the losses,
-    and the gradients after each seed's own clipping (0.1: below every model's norm here), equal the seeds' separate runs'; unstack hands each seed its
-    weights. (Gradients, not updated weights: Adam at eps 1e-9 turns rounding noise in a gradient that is zero
-    analytically, as FNet's first LayerNorm has, into a full +-lr step either way.)"""
+    and the gradients after each seed's own clipping (0.1: below every model's norm here), equal the seeds'
+    separate runs'; unstack hands each seed its weights. (Gradients, not updated weights: Adam at eps 1e-9 turns
+    rounding noise in a gradient that is zero analytically, as FNet's first LayerNorm has, into a +-lr step.)"""
     cfgs = [tiny("unused", model, f"seed={s}", "train.grad_clip=0.1") for s in (0, 1)]
     alone = [T.build(c) for c in cfgs]
     stack = T.stack_seeds([T.build(c, splits=alone[0].splits) for c in cfgs])
