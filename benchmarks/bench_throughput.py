@@ -18,7 +18,8 @@ process and every model's forward is the same code object (SequenceModel.forward
 counts each new model as a recompilation of that function and, past its recompile limit (8), runs the rest
 eagerly without an error. A compiled cell also counts the graphs dynamo compiled during it; one that compiled
 none is marked "not compiled" instead of showing eager numbers under a compiled heading. A compiler that cannot
-run here (no C++ compiler for the CPU backend, say) fails that cell alone, with the reason in the cell.
+run here (no C++ compiler for the CPU backend, say) fails that cell alone, with the reason in the cell. Repeats
+after the first find inductor's on-disk cache (which the reset keeps), so their warm-up is mostly tracing.
 
 Data: synthetic full-length batches of the task's shape (random token ids; no padding, so trimming and
 length buckets change nothing here: the cost of the longest batch), or --data task for the task's own data.
@@ -52,8 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch._dynamo
-from torch._dynamo.utils import counters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -127,8 +126,15 @@ def stacked_tokens_per_s(p, seeds: int, n: int) -> tuple[float, float]:
     return seeds * n * p.tokens_per_step / (ends[3] - ends[2]), ends[1] - ends[0]
 
 
-def dynamo_graphs() -> int:
-    """Graphs torch._dynamo has compiled in this process so far (its own counter; torch._dynamo.reset keeps it)."""
+def dynamo_graphs(reset: bool = False) -> int:
+    """Graphs torch._dynamo has compiled in this process so far (its own counter, which its reset keeps); reset:
+    first clear its caches, so that the next model compiles as in a fresh process (see the module docstring).
+    Imported here: seconds of import that only the compiled cells need."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    if reset:
+        torch._dynamo.reset()
     return counters["stats"]["unique_graphs"]
 
 
@@ -146,10 +152,9 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     splits = None
     if args.data == "synthetic":
         splits = {k: SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
-    torch._dynamo.reset()  # a fresh compiler per cell (see the module docstring: the recompile limit)
+    graphs = dynamo_graphs(reset=True) if cfg.train.compile else 0
     p = T.build(cfg, device, task=task, splits=splits)
     fpe = flops.count(p.model, task)["flops_per_example"]
-    graphs = dynamo_graphs()
     if variant.startswith("seeds"):
         tps, warmup = stacked_tokens_per_s(p, int(variant[5:]), n)
     else:
@@ -161,24 +166,38 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     tokens_per_example = p.tokens_per_step / cfg.train.batch_size
     steps_per_s = tps / p.tokens_per_step  # seeds3: seed-steps per second (a stacked step advances every seed)
     return {"tokens_per_s": tps, "flops_per_s": 3 * fpe * tps / tokens_per_example, "steps_per_s": steps_per_s,
-            "warmup_s": warmup, "compiled": cfg.train.compile, "graphs": dynamo_graphs() - graphs,
+            "warmup_s": warmup, "compiled": cfg.train.compile,
+            "graphs": dynamo_graphs() - graphs if cfg.train.compile else 0,
             "ref_steps": reference.train.max_steps, "batch": cfg.train.batch_size, "seq": task.seq_len}
 
 
-def speed_cell(rs: list[dict], peak: float | None, repeat: int) -> str:
-    """'tokens/s | MFU' of one cell: the median over its measurements, then their min-max spread."""
-    tps = [r["tokens_per_s"] for r in rs]
-    spread = f" ({min(tps) / 1e6:.3g}-{max(tps) / 1e6:.3g})" if len(rs) > 1 else ""
+def not_compiled(rs: list[dict]) -> bool:
+    """A compiled variant whose measurements ran eagerly: dynamo compiled no graph in one of them."""
+    return any(r["compiled"] and not r["graphs"] for r in rs)
+
+
+def cell(rs: list[dict], failure: str | None, peak: float | None, repeat: int) -> str:
+    """'tokens/s | MFU | warm-up' of one cell: the median over its measurements with their min-max spread; the
+    warm-up is the first window's time (compilation, CUDA graph capture), and for compiled variants the graphs
+    dynamo compiled (training, and the evaluation at the end)."""
+    if failure:
+        return f"{failure} | - | -"
+    if not rs:
+        return "not run (--budget-s) | - | -"
+    warmup = spread(rs, "warmup_s", 1, " s")
+    if rs[0]["compiled"]:
+        warmup += f", {statistics.median(r['graphs'] for r in rs):g} graphs"
+    if not_compiled(rs):
+        return f"not compiled (dynamo compiled no graph; its eager numbers are left out) | - | {warmup}"
     short = f" [{len(rs)} of {repeat}]" if len(rs) < repeat else ""  # --budget-s cut the repeats short
     mfu = f"{statistics.median(r['flops_per_s'] for r in rs) / peak:.1%}" if peak else "-"
-    return f"{statistics.median(tps) / 1e6:.3g}M{spread}{short} | {mfu}"
+    return f"{spread(rs, 'tokens_per_s', 1e6, 'M')}{short} | {mfu} | {warmup}"
 
 
-def warmup_cell(rs: list[dict]) -> str:
-    """The first window's time (compilation, CUDA graph capture), median over the measurements; compiled cells
-    add the graphs dynamo compiled (training and the evaluation at the end)."""
-    graphs = f", {statistics.median(r['graphs'] for r in rs):g} graphs" if rs[0]["compiled"] else ""
-    return f"{statistics.median(r['warmup_s'] for r in rs):.3g} s{graphs}"
+def spread(rs: list[dict], key: str, scale: float, unit: str) -> str:
+    """'median<unit> (min-max)' of rs[key] / scale; the median alone for one measurement."""
+    v = [r[key] / scale for r in rs]
+    return f"{statistics.median(v):.3g}{unit}" + (f" ({min(v):.3g}-{max(v):.3g})" if len(v) > 1 else "")
 
 
 def main() -> int:
@@ -250,20 +269,11 @@ def main() -> int:
                         failed[v] = f"failed: {type(e).__name__}: {str(e)[:60]}"
                     print(f"  {task_name} {model} {v} #{rep + 1}: {time.perf_counter() - t0:.1f} s"
                           + (f" ({failed[v]})" if v in failed else ""), file=sys.stderr, flush=True)
-            cells = []
+            cells = [cell(runs[v], failed.get(v), peak, args.repeat) for v in variants]
             for v in variants:
-                rs = runs[v]
-                if v in failed:
-                    cells.append(f"{failed[v]} | - | -")
-                elif not rs:
-                    cells.append("not run (--budget-s) | - | -")
-                elif any(r["compiled"] and not r["graphs"] for r in rs):
-                    cells.append(f"not compiled (dynamo compiled no graph; eager numbers withheld) | - | "
-                                 f"{warmup_cell(rs)}")
-                else:
-                    table[(task_name, model, v)] = {"steps_per_s": statistics.median(r["steps_per_s"] for r in rs),
-                                                    "ref_steps": rs[0]["ref_steps"]}
-                    cells.append(speed_cell(rs, peak, args.repeat) + " | " + warmup_cell(rs))
+                if runs[v] and v not in failed and not not_compiled(runs[v]):
+                    table[(task_name, model, v)] = {"ref_steps": runs[v][0]["ref_steps"],
+                                                    "steps_per_s": statistics.median(r["steps_per_s"] for r in runs[v])}
             shape = next((f"{rs[0]['batch']} x {rs[0]['seq']}" for rs in runs.values() if rs), "-")
             say(f"| {task_name} | {model} | {shape} | " + " | ".join(cells) + " |")
     say()
