@@ -237,7 +237,8 @@ def main() -> int:
               f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
               f"- command: `python3 {' '.join(sys.argv)}`",
               f"- data: {args.data}; {args.steps} steps per window, the last of 3 windows timed (warm-up: the first "
-              f"window's time); {args.repeat} measurement(s) per cell" + (", median (min-max)" if args.repeat > 1 else ""),
+              f"window's time); {args.repeat} measurement(s) per cell"
+              + (", median (min-max)" if args.repeat > 1 else ""),
               f"- MFU against {peak / 1e12:.0f} TFLOP/s" if peak else "- MFU: no peak known for this device", ""]
     lines = list(header)
 
@@ -266,7 +267,7 @@ def main() -> int:
                     except UserError as e:  # the model cannot run on this task (build_model says why)
                         failed[v] = f"- ({e})"[:80]
                     except Exception as e:  # e.g. a compile failure: reported in the cell, the table goes on
-                        failed[v] = f"failed: {type(e).__name__}: {str(e)[:60]}"
+                        failed[v] = f"failed: {type(e).__name__}: {' '.join(str(e).split())[:100]}"  # one line
                     print(f"  {task_name} {model} {v} #{rep + 1}: {time.perf_counter() - t0:.1f} s"
                           + (f" ({failed[v]})" if v in failed else ""), file=sys.stderr, flush=True)
             cells = [cell(runs[v], failed.get(v), peak, args.repeat) for v in variants]
