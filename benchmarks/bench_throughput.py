@@ -32,7 +32,8 @@ Variants (train.* switches; README "Speed"):
     compiled  fast + train.compile=true
     graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
     seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
-              the tokens/s of the three together, its GPU minutes per seed of the table
+              the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
+              prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
 
 MFU = 3 x forward FLOPs (flops.py: measured matmul / FFT FLOPs of one example) x examples/s / the device's
 peak dense bf16 FLOP/s (--peak-tflops, or the datasheet figure of a known device). GPU minutes of the table:
@@ -279,7 +280,7 @@ def main() -> int:
             say(f"| {task_name} | {model} | {shape} | " + " | ".join(cells) + " |")
     say()
     say(f"GPU minutes of the LRA table at the reference budgets ({args.seeds} seeds per cell; reference max_steps / "
-        "measured steps per second):")
+        "measured steps per second, the median of the repeats):")
     say()
     say("| task | " + " | ".join(f"{v} min" for v in variants) + " |")
     say("|---|" + "---|" * len(variants))
