@@ -2,14 +2,24 @@
 with each speed-up on and off, and the GPU time the whole LRA table would take at the reference budgets.
 
     python3 benchmarks/bench_throughput.py [--variants base,lazy,prefetch,fast] [--tasks ...] [--models ...]
-                                           [--steps 10] [--md results/benchmarks/throughput.md]
+                                           [--steps 10] [--repeat 1] [--md results/benchmarks/throughput.md]
     python3 benchmarks/bench_throughput.py --quick          # CPU, tiny sizes, seconds: checks the script runs
 
 Each cell builds the run with `train.build` (the reference config from tasks/<task>.yaml, or `--set` overrides)
 and runs `train.run_loop` itself for 3 x --steps steps with a log point every --steps steps; tokens/s is the
 trainer's own figure (metrics.jsonl) over the last window, so the first window holds the warm-up (compilation,
-CUDA graph capture). Tokens are nominal: batch x sequence length (x 2 documents for retrieval). Cells run in
-order until --budget-s (540 s) has passed; the rest are marked "not run".
+CUDA graph capture), whose time the table shows per cell. Tokens are nominal: batch x sequence length (x 2
+documents for retrieval). --repeat N measures every cell N times, the variants of one task and model taking turns
+(so a drift of the machine falls on all of them); the table shows the median and the min-max spread. Cells run
+in order until --budget-s (540 s) has passed; the rest are marked "not run".
+
+Compilation: every cell starts from a fresh torch._dynamo state (torch._dynamo.reset()). All cells run in one
+process and every model's forward is the same code object (SequenceModel.forward), so without the reset dynamo
+counts each new model as a recompilation of that function and, past its recompile limit (8), runs the rest
+eagerly without an error. A compiled cell also counts the graphs dynamo compiled during it; one that compiled
+none is marked "not compiled" instead of showing eager numbers under a compiled heading. A compiler that cannot
+run here (no C++ compiler for the CPU backend, say) fails that cell alone, with the reason in the cell. Repeats
+after the first find inductor's on-disk cache (which the reset keeps), so their warm-up is mostly tracing.
 
 Data: synthetic full-length batches of the task's shape (random token ids; no padding, so trimming and
 length buckets change nothing here: the cost of the longest batch), or --data task for the task's own data.
@@ -22,7 +32,8 @@ Variants (train.* switches; README "Speed"):
     compiled  fast + train.compile=true
     graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
     seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
-              the tokens/s of the three together, its GPU minutes per seed of the table
+              the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
+              prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
 
 MFU = 3 x forward FLOPs (flops.py: measured matmul / FFT FLOPs of one example) x examples/s / the device's
 peak dense bf16 FLOP/s (--peak-tflops, or the datasheet figure of a known device). GPU minutes of the table:
@@ -35,6 +46,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -99,20 +111,32 @@ def peak_flops(device: torch.device, override: float | None) -> float | None:
     return next((v * 1e12 for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
-def stacked_tokens_per_s(p, seeds: int, n: int) -> float:
-    """Tokens/s of all `seeds` seeds trained as one vmapped model: 2n steps of warm-up, n timed."""
+def stacked_tokens_per_s(p, seeds: int, n: int) -> tuple[float, float]:
+    """Tokens/s of all `seeds` seeds trained as one vmapped model over the third window of n steps, and the time of
+    the first window (the warm-up)."""
     parts = [p] + [T.build(dataclasses.replace(p.cfg, seed=p.cfg.seed + i), p.device, task=p.task, splits=p.splits)
                    for i in range(1, seeds)]
     st = T.stack_seeds(parts)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
-    for step in range(2 * n):
-        T.stacked_step(st, T.stacked_batch(st, step))
-    sync()
-    t0 = time.perf_counter()
-    for step in range(2 * n, 3 * n):
-        T.stacked_step(st, T.stacked_batch(st, step))
-    sync()
-    return seeds * n * p.tokens_per_step / (time.perf_counter() - t0)
+    ends = [time.perf_counter()]
+    for window in range(3):
+        for step in range(window * n, (window + 1) * n):
+            T.stacked_step(st, T.stacked_batch(st, step))
+        sync()
+        ends.append(time.perf_counter())
+    return seeds * n * p.tokens_per_step / (ends[3] - ends[2]), ends[1] - ends[0]
+
+
+def dynamo_graphs(reset: bool = False) -> int:
+    """Graphs torch._dynamo has compiled in this process so far (its own counter, which its reset keeps); reset:
+    first clear its caches, so that the next model compiles as in a fresh process (see the module docstring).
+    Imported here: seconds of import that only the compiled cells need."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    if reset:
+        torch._dynamo.reset()
+    return counters["stats"]["unique_graphs"]
 
 
 def measure(task_name: str, model: str, variant: str, args, device: torch.device) -> dict:
@@ -129,19 +153,52 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     splits = None
     if args.data == "synthetic":
         splits = {k: SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
+    graphs = dynamo_graphs(reset=True) if cfg.train.compile else 0
     p = T.build(cfg, device, task=task, splits=splits)
     fpe = flops.count(p.model, task)["flops_per_example"]
     if variant.startswith("seeds"):
-        tps = stacked_tokens_per_s(p, int(variant[5:]), n)
+        tps, warmup = stacked_tokens_per_s(p, int(variant[5:]), n)
     else:
         with tempfile.TemporaryDirectory() as d:
             T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)
             recs = [json.loads(ln) for ln in (Path(d) / "metrics.jsonl").read_text().splitlines()]
-        tps = [r["tokens_per_s"] for r in recs if r["split"] == "train"][-1]
+        windows = [r["tokens_per_s"] for r in recs if r["split"] == "train"]
+        tps, warmup = windows[-1], n * p.tokens_per_step / windows[0]
     tokens_per_example = p.tokens_per_step / cfg.train.batch_size
     steps_per_s = tps / p.tokens_per_step  # seeds3: seed-steps per second (a stacked step advances every seed)
     return {"tokens_per_s": tps, "flops_per_s": 3 * fpe * tps / tokens_per_example, "steps_per_s": steps_per_s,
+            "warmup_s": warmup, "compiled": cfg.train.compile,
+            "graphs": dynamo_graphs() - graphs if cfg.train.compile else 0,
             "ref_steps": reference.train.max_steps, "batch": cfg.train.batch_size, "seq": task.seq_len}
+
+
+def not_compiled(rs: list[dict]) -> bool:
+    """A compiled variant whose measurements ran eagerly: dynamo compiled no graph in one of them."""
+    return any(r["compiled"] and not r["graphs"] for r in rs)
+
+
+def cell(rs: list[dict], failure: str | None, peak: float | None, repeat: int) -> str:
+    """'tokens/s | MFU | warm-up' of one cell: the median over its measurements with their min-max spread; the
+    warm-up is the first window's time (compilation, CUDA graph capture), and for compiled variants the graphs
+    dynamo compiled (training, and the evaluation at the end)."""
+    if failure:
+        return f"{failure} | - | -"
+    if not rs:
+        return "not run (--budget-s) | - | -"
+    warmup = spread(rs, "warmup_s", 1, " s")
+    if rs[0]["compiled"]:
+        warmup += f", {statistics.median(r['graphs'] for r in rs):g} graphs"
+    if not_compiled(rs):
+        return f"not compiled (dynamo compiled no graph; its eager numbers are left out) | - | {warmup}"
+    short = f" [{len(rs)} of {repeat}]" if len(rs) < repeat else ""  # --budget-s cut the repeats short
+    mfu = f"{statistics.median(r['flops_per_s'] for r in rs) / peak:.1%}" if peak else "-"
+    return f"{spread(rs, 'tokens_per_s', 1e6, 'M')}{short} | {mfu} | {warmup}"
+
+
+def spread(rs: list[dict], key: str, scale: float, unit: str) -> str:
+    """'median<unit> (min-max)' of rs[key] / scale; the median alone for one measurement."""
+    v = [r[key] / scale for r in rs]
+    return f"{statistics.median(v):.3g}{unit}" + (f" ({min(v):.3g}-{max(v):.3g})" if len(v) > 1 else "")
 
 
 def main() -> int:
@@ -150,6 +207,7 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=LRA_MODELS)
     ap.add_argument("--variants", default="base,lazy,prefetch,fast", help="any of " + ",".join(VARIANTS))
     ap.add_argument("--steps", type=int, default=10, help="steps per timing window (3 windows per cell)")
+    ap.add_argument("--repeat", type=int, default=1, help="measurements per cell (the table: median, min-max)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds per cell of the LRA table (GPU-time estimate)")
     ap.add_argument("--data", choices=("synthetic", "task"), default="synthetic")
     ap.add_argument("--set", action="append", default=[], help="config override for every cell, e.g. train.amp=off")
@@ -166,6 +224,9 @@ def main() -> int:
     if unknown:
         print(f"unknown variant '{unknown[0]}': expected any of {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+    if args.repeat < 1:
+        print(f"--repeat {args.repeat}: expected a positive number of measurements per cell", file=sys.stderr)
+        return 2
     load_all()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -176,8 +237,10 @@ def main() -> int:
               f"- device: {dev_name}; torch {torch.__version__}, CUDA {torch.version.cuda}",
               f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
               f"- command: `python3 {' '.join(sys.argv)}`",
-              f"- data: {args.data}; {args.steps} steps per window, the last of 3 windows timed; "
-              f"MFU against {peak / 1e12:.0f} TFLOP/s" if peak else "- MFU: no peak known for this device", ""]
+              f"- data: {args.data}; {args.steps} steps per window, the last of 3 windows timed (warm-up: the first "
+              f"window's time); {args.repeat} measurement(s) per cell"
+              + (", median (min-max)" if args.repeat > 1 else ""),
+              f"- MFU against {peak / 1e12:.0f} TFLOP/s" if peak else "- MFU: no peak known for this device", ""]
     lines = list(header)
 
     def say(s=""):
@@ -186,36 +249,38 @@ def main() -> int:
 
     for h in header:
         print(h)
-    say("| task | model | batch x length | " + " | ".join(f"{v} tokens/s | {v} MFU" for v in variants) + " |")
-    say("|---|---|---|" + "---|---|" * len(variants))
+    say("| task | model | batch x length | " + " | ".join(f"{v} tokens/s | {v} MFU | {v} warm-up" for v in variants)
+        + " |")
+    say("|---|---|---|" + "---|---|---|" * len(variants))
     table: dict = {}
     start = time.perf_counter()
     for task_name in args.tasks:
         for model in args.models:
-            cells = []
+            runs: dict = {v: [] for v in variants}
+            failed: dict = {}
+            for rep in range(args.repeat):  # the variants take turns, so that a drift falls on all of them
+                for v in variants:
+                    if v in failed or time.perf_counter() - start > args.budget_s:
+                        continue
+                    t0 = time.perf_counter()
+                    try:
+                        runs[v].append(measure(task_name, model, v, args, device))
+                    except UserError as e:  # the model cannot run on this task (build_model says why)
+                        failed[v] = f"- ({e})"[:80]
+                    except Exception as e:  # e.g. a compile failure: reported in the cell, the table goes on
+                        failed[v] = f"failed: {type(e).__name__}: {' '.join(str(e).split())[:100]}"  # one line
+                    print(f"  {task_name} {model} {v} #{rep + 1}: {time.perf_counter() - t0:.1f} s"
+                          + (f" ({failed[v]})" if v in failed else ""), file=sys.stderr, flush=True)
+            cells = [cell(runs[v], failed.get(v), peak, args.repeat) for v in variants]
             for v in variants:
-                t0 = time.perf_counter()
-                if t0 - start > args.budget_s:
-                    cells.append("not run (--budget-s) | -")
-                    continue
-                try:
-                    r = measure(task_name, model, v, args, device)
-                except UserError as e:  # the model cannot run on this task (build_model says why)
-                    cells.append(f"- ({e})"[:80] + " | -")
-                    continue
-                except Exception as e:  # e.g. a compile failure: reported in the cell, the table goes on
-                    cells.append(f"failed: {type(e).__name__}: {str(e)[:60]} | -")
-                    continue
-                table[(task_name, model, v)] = r
-                mfu = f"{r['flops_per_s'] / peak:.1%}" if peak else "-"
-                cells.append(f"{r['tokens_per_s'] / 1e6:.3g}M | {mfu}")
-                print(f"  {task_name} {model} {v}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-            shape = next((f"{r['batch']} x {r['seq']}" for (t_, m_, _), r in table.items()
-                          if (t_, m_) == (task_name, model)), "-")
+                if runs[v] and v not in failed and not not_compiled(runs[v]):
+                    table[(task_name, model, v)] = {"ref_steps": runs[v][0]["ref_steps"],
+                                                    "steps_per_s": statistics.median(r["steps_per_s"] for r in runs[v])}
+            shape = next((f"{rs[0]['batch']} x {rs[0]['seq']}" for rs in runs.values() if rs), "-")
             say(f"| {task_name} | {model} | {shape} | " + " | ".join(cells) + " |")
     say()
     say(f"GPU minutes of the LRA table at the reference budgets ({args.seeds} seeds per cell; reference max_steps / "
-        "measured steps per second):")
+        "measured steps per second, the median of the repeats):")
     say()
     say("| task | " + " | ".join(f"{v} min" for v in variants) + " |")
     say("|---|" + "---|" * len(variants))

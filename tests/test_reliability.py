@@ -14,6 +14,8 @@ import torch
 from lra_wavelet import results
 from lra_wavelet import train as T
 from lra_wavelet.errors import UserError
+from lra_wavelet.models.gpt import WaveletConfig, WaveletOp
+from lra_wavelet.registry import MODELS
 
 from test_train import rows, tiny
 
@@ -130,9 +132,13 @@ def test_more_steps_continue_a_finished_run_and_speed_switches_change_no_number(
 
 
 @pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap of the CPU attention kernel: a loop
-def test_seeds_stacked_into_one_model_take_their_separate_steps():
-    """Two seeds as one vmapped model (no dropout): after two steps each seed's weights equal its separate run's."""
-    cfgs = [tiny("unused", "wavelet", f"seed={s}") for s in (0, 1)]
+@pytest.mark.parametrize("model", MODELS.names())
+def test_seeds_stacked_into_one_model_take_their_separate_steps(model):
+    """Two seeds as one vmapped model (no dropout), for every registered model: at each of two steps the losses,
+    and the gradients after each seed's own clipping (0.1: below every model's norm here), equal the seeds'
+    separate runs'; unstack hands each seed its weights. (Gradients, not updated weights: Adam at eps 1e-9 turns
+    rounding noise in a gradient that is zero analytically, as FNet's first LayerNorm has, into a +-lr step.)"""
+    cfgs = [tiny("unused", model, f"seed={s}", "train.grad_clip=0.1") for s in (0, 1)]
     alone = [T.build(c) for c in cfgs]
     stack = T.stack_seeds([T.build(c, splits=alone[0].splits) for c in cfgs])
     for step in range(2):
@@ -140,10 +146,31 @@ def test_seeds_stacked_into_one_model_take_their_separate_steps():
         for i, p in enumerate(alone):
             loss, _ = T.train_step(p, next(T.batches(p, step)))
             torch.testing.assert_close(losses[i], loss.detach(), rtol=1e-5, atol=1e-6)
+            for name, q in p.model.named_parameters():
+                torch.testing.assert_close(stack.params[name].grad[i], q.grad, rtol=1e-4, atol=1e-6,
+                                           msg=lambda m: f"{name}, step {step}: {m}")
     T.unstack(stack)
-    for p, q in zip(alone, stack.parts):
-        for (name, a), b in zip(p.model.named_parameters(), q.model.parameters()):
-            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    for i, q in enumerate(stack.parts):
+        for name, b in q.model.named_parameters():
+            assert torch.equal(b, stack.params[name][i]), name
+
+
+def test_vmapped_wavelet_op_takes_the_prefix_sums_where_the_kernel_was_chosen():
+    """impl 'triton' picks the fused kernel for a plain tensor, but under vmap (stacked seeds) the prefix sums,
+    which vmap can batch (the kernel's autograd.Function cannot): the same values and gradients as impl 'prefix'.
+    The impl is set after construction, since the config refuses 'triton' where Triton does not import."""
+    cfg = WaveletConfig(d_model=8, impl="prefix")
+    ref, op = WaveletOp(cfg, context=16), WaveletOp(cfg, context=16)
+    op.impl = "triton"
+    x = torch.randn(3, 2, 16, 8, requires_grad=True)  # 3 seeds of (B, T, E)
+    assert op.use_fused(x[0])
+    g = torch.randn(3, 2, 16, 8)
+    want = torch.stack([ref(x[i]) for i in range(3)])
+    got = torch.func.vmap(op)(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    (want_grad,) = torch.autograd.grad((want * g).sum(), x)
+    (got_grad,) = torch.autograd.grad((got * g).sum(), x)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=0)
 
 
 def test_eval_batch_size_groups_the_same_examples():

@@ -44,7 +44,7 @@ class WaveletConfig(ModelConfig):
     transform_embedding: bool = False  # also transform the embedding output (before block 0)
     causal_op: bool = True  # False: centred windows (for encoders)
     # Haar op: prefix sums, or the fused Triton kernel; auto = the kernel on CUDA when triton imports (under
-    # torch.compile too, for static shapes), prefix sums elsewhere (see WaveletOp.use_fused)
+    # torch.compile too, for static shapes), prefix sums elsewhere and under vmap (see WaveletOp.use_fused)
     impl: Literal["auto", "prefix", "triton"] = "auto"
 
     def __post_init__(self):
@@ -95,8 +95,14 @@ class WaveletOp(nn.Module):
     def use_fused(self, x: torch.Tensor) -> bool:
         """impl 'triton': always the kernel. 'auto': the kernel on CUDA in eager mode; under torch.compile the
         kernel or the prefix-sum formulation (which the compiler fuses with the neighbouring ops), whichever
-        made the compiled training step faster (triton_ops.COMPILED_KERNEL; results/benchmarks/wavelet_op.md)."""
-        if not self.fusable or self.impl == "prefix":
+        made the compiled training step faster (triton_ops.COMPILED_KERNEL; results/benchmarks/wavelet_op.md).
+
+        Under a torch.func transform (vmap of stacked seeds, grad, jvp) always the prefix sums, whatever impl
+        says: they are plain torch ops, which every transform knows, while the kernel launches on the raw
+        (B, T, E) storage of one tensor and has no batching rule (teaching it one would mean folding the vmapped
+        axis into B and checking that every seed's stacked window buffers agree). The test is the one
+        autograd.Function.apply itself makes before it asks for the functorch form."""
+        if not self.fusable or self.impl == "prefix" or torch._C._are_functorch_transforms_active():
             return False
         if self.impl == "triton":
             return True

@@ -1,0 +1,47 @@
+"""benchmarks/bench_throughput.py: every compiled cell measured compiled, or marked; repeats shown with their spread."""
+
+import argparse
+import functools
+import importlib.util
+
+import pytest
+import torch
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("bench_throughput", REPO / "benchmarks" / "bench_throughput.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+QUICK = argparse.Namespace(steps=2, set=[], quick=True, data="synthetic")
+CPU = torch.device("cpu")
+
+
+def test_a_cell_shows_the_median_and_spread_and_a_compiled_cell_that_ran_eagerly_shows_no_number():
+    rs = [bench.measure("listops", "transformer", "base", QUICK, CPU) for _ in range(3)]
+    tps = sorted(r["tokens_per_s"] / 1e6 for r in rs)
+    text = bench.cell(rs, None, None, 3)
+    assert text.startswith(f"{tps[1]:.3g}M ({tps[0]:.3g}-{tps[2]:.3g}) |") and "graphs" not in text
+    assert "[2 of 3]" in bench.cell(rs[:2], None, None, 3)  # the budget cut the repeats short
+    eager = [dict(r, compiled=True, graphs=0) for r in rs]  # what dynamo past its recompile limit leaves
+    text = bench.cell(eager, None, None, 3)
+    assert "not compiled" in text and not any(f"{v:.3g}M" in text for v in tps)
+
+
+@pytest.mark.slow  # ~10 s on 2 cores, most of it importing torch._dynamo and its first trace (eager backend)
+@pytest.mark.parametrize("fresh", [True, False])
+def test_each_compiled_cell_compiles_or_is_marked(monkeypatch, fresh):
+    """Two compiled cells in one process past dynamo's recompile limit (lowered to 1): with the reset per cell
+    both compile; without it the second runs eagerly, and its cell says so instead of showing its numbers."""
+    import torch._dynamo
+
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"  # < 2.6
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    if not fresh:
+        monkeypatch.setattr(torch._dynamo, "reset", lambda: None)
+    with torch._dynamo.config.patch(**{limit: 1}):
+        rs = [bench.measure("listops", m, "compiled", QUICK, CPU) for m in ("transformer", "wavelet")]
+    assert rs[0]["graphs"] > 0
+    assert (rs[1]["graphs"] > 0) == fresh
+    assert ("not compiled" in bench.cell(rs[1:], None, None, 1)) != fresh
