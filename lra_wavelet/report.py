@@ -363,8 +363,10 @@ def _n_collapsed(df: pd.DataFrame, ok: pd.DataFrame) -> int:
     accuracy and macro-F1): they stay in the mean, as the protocol counts them, and are named beside n."""
     if not len(ok) or ok.metric.iloc[0] != "accuracy":
         return 0
-    test = df[(df.split == "test") & df.run_id.isin(ok.run_id)]
-    f1 = test[test.metric == "macro_f1"].set_index("run_id").value
+    f1 = pd.Series(dtype=float)
+    if "run_id" in df:  # rows without run ids (hand-made tables) have no macro-F1 to match: accuracy alone
+        test = df[(df.split == "test") & df.run_id.isin(ok.run_id)]
+        f1 = test[test.metric == "macro_f1"].set_index("run_id").value
     return sum(collapsed(r.task, r.value, f1.get(r.run_id, float("nan"))) for r in ok.itertuples())
 
 
