@@ -59,6 +59,12 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def git_sha() -> str:
+    """The code's commit (12 hex digits, '-dirty' with uncommitted changes to tracked files). $LRA_WAVELET_GIT_SHA
+    overrides it where the checkout's git metadata is not the code's: a copy of a working tree sent to another
+    machine keeps the .git it was first made with (scripts/gpu_lra.sh passes it on)."""
+    given = os.environ.get("LRA_WAVELET_GIT_SHA", "").strip()
+    if given:
+        return given
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=5)

@@ -3,7 +3,10 @@
 # TASKS / MODELS / SEEDS, stopped cleanly after LIMIT seconds (SIGTERM: the running cell saves its checkpoint
 # and writes `partial` rows; finished cells are skipped when the same command runs again).
 #
-#   OUT=$OUT TASKS=listops MODELS=transformer SEEDS="0 1 2" bash scripts/gpu_lra.sh [extra sweep flags]
+#   LRA_WAVELET_GIT_SHA=<commit> OUT=$OUT TASKS=listops MODELS=transformer SEEDS="0 1 2" bash scripts/gpu_lra.sh [extra sweep flags]
+#
+# LRA_WAVELET_GIT_SHA: the commit of the code sent (`git rev-parse --short=12 HEAD` here; commit first): a copied
+# working tree keeps the .git it was first made with, so without it the rows name a stale commit ("-dirty").
 #
 # Runs live in RUNS (default results/lra/runs, the committed rows: done cells are skipped; checkpoints are
 # ignored by git and stay on the machine) so that a second call on the still-warm machine resumes
@@ -21,6 +24,7 @@ args=(--grid "$GRID" --out "$RUNS" --no-progress --set train.eval_batch_size=${E
 [ -n "${SEEDS:-}" ] && args+=(--seeds $SEEDS)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/lra/logs/device.txt" 2>&1
 echo "sweep ${args[*]} $*" > "$OUT/lra/logs/command.txt"
+echo "code: ${LRA_WAVELET_GIT_SHA:-not given (rows carry the git metadata of the copy)}" >> "$OUT/lra/logs/command.txt"
 PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args[@]}" "$@" \
   > "$OUT/lra/logs/sweep-$(date -u +%Y%m%dT%H%M%S).log" 2>&1
 echo "sweep exit $?"

@@ -210,3 +210,10 @@ def test_off_and_on_read_as_words_for_choice_keys(tmp_path):
     assert C.resolve("listops", "transformer", config_file=str(f)).train.amp == "off"
     with pytest.raises(UserError, match="train.compile"):
         C.resolve("listops", "transformer", sets=("train.compile=maybe",))
+
+
+def test_rows_take_the_commit_given_for_a_copied_checkout(monkeypatch):
+    """A working tree copied to a GPU machine keeps a stale .git: $LRA_WAVELET_GIT_SHA names the real commit."""
+    assert results.git_sha() != "0123456789ab"
+    monkeypatch.setenv("LRA_WAVELET_GIT_SHA", "0123456789ab")
+    assert results.git_sha() == "0123456789ab"
