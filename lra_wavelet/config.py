@@ -184,8 +184,9 @@ def _coerce(value, typ, key: str):
         raise UserError(errors[0] if errors else f"{key}: got {value!r}")
     if origin is Literal:
         choices = typing.get_args(typ)
-        if isinstance(value, bool):  # YAML 1.1 reads a bare off / on (no / yes) as a boolean: `train.amp=off`
-            value = {False: "off", True: "on"}[value] if {False: "off", True: "on"}[value] in choices else value
+        word = "on" if value else "off"
+        if isinstance(value, bool) and word in choices:  # YAML 1.1 reads a bare off / on as a boolean: train.amp=off
+            value = word
         if value not in choices:
             raise UserError(
                 f"{key}: expected one of {', '.join(map(str, choices))}, got {value!r}{closest(value, choices)}"

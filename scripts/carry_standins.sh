@@ -30,7 +30,6 @@ case "${1:-}" in
     done
     ls -la .standins ;;
   install)
-    ls .standins/*.deb .standins/*.whl > /dev/null 2>&1 || true
     found=0
     for f in .standins/*.deb; do [ -e "$f" ] && dpkg -x "$f" /tmp/standins && found=1; done
     for d in /tmp/standins/usr/share/datasets/* /tmp/standins/usr/share/doc/linux-doc-*; do
