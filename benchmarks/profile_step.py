@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -56,6 +57,11 @@ def main() -> int:
     for _ in range(args.warmup):
         T.train_step(p, next(data))
     sync()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):  # the same steps unprofiled: wall time, to set against the device's busy time
+        T.train_step(p, next(data))
+    sync()
+    wall = (time.perf_counter() - t0) / args.steps
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(args.steps):
@@ -72,7 +78,9 @@ def main() -> int:
     print(f"# {args.task} x {args.model}: {args.steps} steps profiled after {args.warmup}; {name}, torch "
           f"{torch.__version__}; batch {cfg.train.batch_size} x length {task.seq_len}; overrides: "
           f"{' '.join(args.set) or 'none'}")
-    print(f"device time per step: {total / args.steps / 1e3:.2f} ms (sum of self times)\n")
+    busy = total / args.steps / 1e3
+    print(f"device time per step: {busy:.2f} ms (sum of self times); wall time per step unprofiled: "
+          f"{wall * 1e3:.2f} ms, so the device is busy {busy / (wall * 1e3):.0%} of the step\n")
     print("| operator / kernel | share | self time per step (ms) | calls per step |")
     print("|---|---|---|---|")
     for e in events[:args.top]:
