@@ -108,7 +108,9 @@ class TrainConfig:
     memory_check: bool = True  # refuse a run whose estimated peak memory exceeds the device's free memory
     # speed switches (none changes what is computed; see README "Speed"). lazy_metrics and prefetch are on by
     # default: faster in every LRA cell measured (results/benchmarks/throughput.md), the same numbers (tests)
-    length_buckets: int = 0  # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128)
+    # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128, or with train.compile
+    # the full length, one static shape)
+    length_buckets: int = 0
     lazy_metrics: bool = True  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
     prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers

@@ -20,6 +20,7 @@ import queue
 import signal
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,6 +144,8 @@ def run_cell(cfg, progress: bool = True) -> Result:
         out = T.train(cfg, resume=True, progress=progress)
     except Exception as e:  # one broken cell must not stop the grid; it is recorded as failed
         why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, UserError):  # a bug, not bad input: its traceback belongs in the sweep's log
+            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
         return Result("failed", time.perf_counter() - t0, note=f"{why} (recorded in {T.record_failure(cfg, e)})")
     (out.run_dir / "error.json").unlink(missing_ok=True)  # a failure of an earlier attempt is stale now
     test = out.metrics.get("test", {})

@@ -31,6 +31,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,6 +140,14 @@ def bucket_lengths(seq_len: int, buckets: int) -> list[int]:
     return sorted({min(seq_len, -(-seq_len * k // buckets // 8) * 8) for k in range(1, buckets + 1)})
 
 
+def length_buckets(t: config_mod.TrainConfig) -> int:
+    """train.length_buckets, where 0 means multiples of 128 when eager and the full length when compiled: a
+    compiled model gets one static shape (each new length would be a recompile, and dynamic-shape graphs
+    and a compiled ListOps transformer whose trimmed lengths varied failed on CUDA, torch 2.11: "shape
+    '[1921, 512]' is invalid for input of size 1")."""
+    return t.length_buckets or (1 if t.compile else 0)
+
+
 def trim_padding(batch: dict, pad_id: int, multiple: int = 128, buckets: int = 0) -> dict:
     """Cut trailing columns that are padding in every row, rounded up to `multiple` (or, with `buckets`,
     up to the nearest of `bucket_lengths`) to bound the number of distinct shapes. Exact for models whose
@@ -164,13 +173,17 @@ def run_paths(cfg: RunConfig) -> tuple[str, Path]:
 
 
 def record_failure(cfg: RunConfig, error: BaseException) -> Path:
-    """A run that raised: one row with status 'failed' (and the error in env.json), so reports show FAIL, not '—'."""
+    """A run that raised: one row with status 'failed' (and the error in error.json, with its traceback unless it
+    is a UserError), so reports show FAIL, not '—'."""
     run_id, run_dir = run_paths(cfg)
     row = dict(run_id=run_id, task=cfg.task.name, model=cfg.model.name, seed=cfg.seed, split="train",
                metric="error", value=float("nan"), step=0, status="failed", config_hash=cfg.hash,
                git_sha=results.git_sha(), schema_version=results.SCHEMA_VERSION)
     results.write_rows(run_dir / "result.csv", [row])
-    results.write_json(run_dir / "error.json", {"run_id": run_id, "error": f"{type(error).__name__}: {error}"})
+    info = {"run_id": run_id, "error": f"{type(error).__name__}: {error}"}
+    if not isinstance(error, UserError):
+        info["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    results.write_json(run_dir / "error.json", info)
     return run_dir
 
 
@@ -236,7 +249,7 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     net = model
     if t.compile:
-        net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode)
+        net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode, dynamic=False)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     trim = task.kind != "lm" and task.pad_id is not None and model.pad_invariant
@@ -249,7 +262,7 @@ def host_batch(p: Parts, step: int) -> dict:
     t = p.cfg.train
     batch = p.splits["train"].train_batch(step, t.batch_size, p.cfg.seed)
     if p.trim:
-        batch = trim_padding(batch, p.task.pad_id, buckets=t.length_buckets)
+        batch = trim_padding(batch, p.task.pad_id, buckets=length_buckets(t))
     out = {}
     for k, v in batch.items():
         v = v[p.rank::p.world] if p.world > 1 else v
@@ -350,7 +363,7 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
         seen += n
         if i % world != rank:
             continue
-        b = to_device(trim_padding(batch, task.pad_id, buckets=cfg.train.length_buckets) if trim else batch, device)
+        b = to_device(trim_padding(batch, task.pad_id, buckets=length_buckets(cfg.train)) if trim else batch, device)
         with amp():
             logits = model(b)
         # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
@@ -490,7 +503,7 @@ def stacked_batch(st: SeedStack, step: int) -> dict:
     raw = [p.splits["train"].train_batch(step, p.cfg.train.batch_size, p.cfg.seed) for p in st.parts]
     batch = {k: np.stack([b[k] for b in raw]) for k in raw[0]}
     if p0.trim:
-        batch = trim_padding(batch, p0.task.pad_id, buckets=p0.cfg.train.length_buckets)
+        batch = trim_padding(batch, p0.task.pad_id, buckets=length_buckets(p0.cfg.train))
     return to_device(batch, p0.device)
 
 

@@ -55,9 +55,11 @@ def test_summary_counts_diverged_and_failed_and_a_later_success_clears_the_stale
 
     monkeypatch.setattr(T, "train", flaky)
     assert main([*GRID, "--out", str(tmp_path)]) == 1
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "2 cells: 0 ok, 1 diverged, 1 failed" in out and "failed: listops × wavelet × seed 0" in out
     (error,) = tmp_path.rglob("error.json")
+    info = json.loads(error.read_text())  # a bug's traceback is kept with the failure and shown in the log
+    assert "in flaky" in info["traceback"] and "in flaky" in err
 
     monkeypatch.setattr(T, "train", real)
     assert main([*GRID, "--out", str(tmp_path), "--models", "wavelet"]) == 0

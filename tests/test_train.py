@@ -157,3 +157,13 @@ def test_wavelet_filters_get_no_weight_decay(model, sets, marked):
     names = [n for n, p in net.named_parameters() if n.endswith(marked)]
     assert names and not any(id(dict(net.named_parameters())[n]) in decayed for n in names)
     assert any(id(p) in decayed for n, p in net.named_parameters() if n.endswith("weight") and p.dim() == 2)
+
+
+def test_compiled_runs_get_one_static_length():
+    """With train.compile and no train.length_buckets, batches keep the full length (one shape, no recompiles);
+    eager runs trim to multiples of 128; an explicit train.length_buckets wins in both."""
+    from lra_wavelet.config import TrainConfig
+
+    assert T.length_buckets(TrainConfig(compile=True)) == 1 and T.bucket_lengths(2000, 1) == [2000]
+    assert T.length_buckets(TrainConfig()) == 0
+    assert T.length_buckets(TrainConfig(compile=True, length_buckets=4)) == 4

@@ -1,0 +1,112 @@
+"""Attention alone: forward + backward time of `F.scaled_dot_product_attention` at each LRA task's reference shape,
+under each SDPA backend (flash, memory-efficient, cuDNN, math), and the one SDPA picks by itself.
+
+    python3 benchmarks/bench_attention.py [--repeat 3] [--iters 20] [--md results/benchmarks/attention.md]
+    python3 benchmarks/bench_attention.py --quick     # CPU, tiny shapes: checks the script runs
+
+Why: profile_step.py shows attention is most of a step on Pathfinder-32 (4 heads of width 4: qkv_dim 16) and
+ListOps; the kernels' efficiency at such small head widths decides what a step can cost. Shapes are the
+encoder's (B, heads, L + 1 for CLS, qkv_dim / heads), bf16, with the padding mask the task's batches carry (a
+(B, 1, 1, L) boolean key mask; none for the image tasks, whose batches have no padding). A backend that refuses
+a shape shows why. Times are medians over --repeat rounds of --iters calls each, min-max spread beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+# task: (batch, heads, length incl. CLS, head width, key mask?) at the reference configs (tasks/<task>.yaml)
+SHAPES = {
+    "listops": (32, 8, 2001, 64, True),
+    "text": (32, 4, 4001, 64, True),
+    "retrieval": (64, 4, 4001, 32, True),  # 32 pairs -> 64 documents
+    "image": (256, 8, 1025, 8, False),
+    "pathfinder": (512, 4, 1025, 4, False),
+}
+QUICK = {"tiny": (2, 2, 65, 4, True)}
+
+
+def backends():
+    from torch.nn.attention import SDPBackend
+
+    out = {"auto": None}
+    for name in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH"):
+        if hasattr(SDPBackend, name):
+            out[name.split("_")[0].lower()] = getattr(SDPBackend, name)
+    return out
+
+
+def time_one(shape, backend, device, iters: int, repeat: int) -> tuple[float, float, float]:
+    from torch.nn.attention import sdpa_kernel
+
+    B, H, L, hd, masked = shape
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    q, k, v = (torch.randn(B, H, L, hd, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
+    mask = None
+    if masked:  # about a third of the keys padding, at the end of each row
+        mask = (torch.arange(L, device=device)[None, :] < (2 * L) // 3).expand(B, L)[:, None, None, :]
+    g = torch.randn(B, H, L, hd, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step():
+        ctx = sdpa_kernel(backend) if backend is not None else torch.enable_grad()
+        with ctx:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y.backward(g)
+
+    step()  # warm-up (and the refusal, if the backend cannot take the shape)
+    sync()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step()
+        sync()
+        times.append((time.perf_counter() - t0) / iters * 1e3)
+    return statistics.median(times), min(times), max(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tasks", nargs="+", default=list(SHAPES))
+    ap.add_argument("--md", help="also write the table to this file")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() and not a.quick else "cpu")
+    shapes = QUICK if a.quick else {t: SHAPES[t] for t in a.tasks}
+    names = backends()
+    dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    lines = [f"# SDPA forward + backward per call, ms (median [min-max] of {a.repeat} x {a.iters}); {dev}, torch "
+             f"{torch.__version__}, {time.strftime('%Y-%m-%d')}; `{' '.join(sys.argv)}`", "",
+             "| task | B x heads x L x width | mask | " + " | ".join(names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for task, shape in shapes.items():
+        cells = []
+        for name, backend in names.items():
+            try:
+                med, lo, hi = time_one(shape, backend, device, a.iters, a.repeat)
+                cells.append(f"{med:.2f} [{lo:.2f}-{hi:.2f}]")
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+                cells.append("refused: " + str(e).splitlines()[0][:60].replace("|", "/"))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        B, H, L, hd, masked = shape
+        lines.append(f"| {task} | {B} x {H} x {L} x {hd} | {'keys' if masked else 'none'} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.md:
+        open(a.md, "w").write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
