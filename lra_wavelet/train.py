@@ -220,6 +220,7 @@ class Parts:
     world: int = 1
     trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
     curves: loggers.Logger = field(default_factory=loggers.Logger)  # TensorBoard / W&B views (train.logger)
+    resumed_curve: Optional[str] = None  # metrics.jsonl as it was when the checkpoint resumed from was saved
 
     @property
     def main(self) -> bool:
@@ -400,13 +401,17 @@ def evaluate_split(p: Parts, name: str, whole: bool = False) -> dict:
 
 
 def save_checkpoint(p: Parts, path: Path, step: int, best: Optional[dict], wall: float) -> None:
-    """Everything `load_checkpoint` needs to continue bit-for-bit: weights, optimiser, schedule, RNG, step."""
+    """Everything `load_checkpoint` needs to continue bit-for-bit: weights, optimiser, schedule, RNG, step, and
+    the curve so far (metrics.jsonl beside it), so that a resume restores the curve of the run it continues
+    even if the folder's file was since replaced (by an older copy of the folder, say)."""
     if not p.main:
         return
     state = {"model": p.model.state_dict(), "optimizer": p.opt.state_dict(), "scheduler": p.sched.state_dict(),
              "rng": {"torch": torch.get_rng_state(),
                      "cuda": torch.cuda.get_rng_state(p.device) if p.device.type == "cuda" else None},
              "step": step, "best": best, "wall_time_s": wall, "config_hash": p.cfg.hash}
+    curve = path.parent / "metrics.jsonl"
+    state["metrics"] = curve.read_text() if curve.is_file() else ""
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -422,6 +427,7 @@ def load_checkpoint(p: Parts, path: Path) -> tuple[int, Optional[dict], float]:
     torch.set_rng_state(ck["rng"]["torch"])
     if p.device.type == "cuda" and ck["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state(ck["rng"]["cuda"], p.device)
+    p.resumed_curve = ck.get("metrics")  # (None in checkpoints made before the curve was kept in them)
     return ck["step"], ck["best"], ck["wall_time_s"]
 
 
@@ -786,8 +792,8 @@ def resume_from(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, strict
 
 
 def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path]) -> None:
-    """config.yaml, env.json and the curve so far (points after the checkpoint dropped; copied from the run
-    continued, if any)."""
+    """config.yaml, env.json and the curve so far: the checkpoint's own (or, from older checkpoints, the file's;
+    copied from the run continued, if any), points after the checkpoint dropped."""
     if not p.main:
         return
     run_id, _ = run_paths(p.cfg)
@@ -797,6 +803,8 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
         for name in ("metrics.jsonl", "best.pt"):
             if (source.parent / name).is_file():
                 shutil.copyfile(source.parent / name, run_dir / name)
+    if source is not None and p.resumed_curve is not None:
+        results.atomic_write_text(run_dir / "metrics.jsonl", p.resumed_curve)
     config_mod.save(p.cfg, run_dir / "config.yaml")
     results.write_json(run_dir / "env.json", env)
     _truncate_metrics(run_dir / "metrics.jsonl", start)

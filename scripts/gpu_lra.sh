@@ -11,7 +11,11 @@
 # Runs live in RUNS (default results/lra/runs, the committed rows: done cells are skipped; checkpoints are
 # ignored by git and stay on the machine) so that a second call on the still-warm machine resumes
 # the cell the first one stopped in. Rows and logs go to $OUT/lra.tar.gz without checkpoints (those stay on
-# the machine), ready to be unpacked into results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
+# the machine), ready to be unpacked into results/lra/ and committed with this command line.
+# Unpack a call's tarball here before sending the next call to the still-warm machine: each call copies this
+# working tree over the machine's (checkpoints stay there), so rows not yet unpacked are replaced by older ones.
+# A resume then restores its curve from the checkpoint, but a cell whose finished rows were replaced is taken
+# up again from its last checkpoint and re-tested. Extra flags (e.g. --set train.lazy_metrics=true)
 # are passed to `sweep`; a reduced budget (--set train.max_steps=N) must be the same for every model of a task.
 set -u
 OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-results/lra/runs}

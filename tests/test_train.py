@@ -35,8 +35,9 @@ def test_rows_follow_the_schema_and_are_complete(tmp_path):
 
 
 def test_resume_after_a_kill_gives_the_same_final_metrics(tmp_path):
-    """A hard exit after step 6 (checkpoint at step 4) in the middle of writing a metrics.jsonl line, then
-    --resume: the torn line is dropped, and the curve and the rows are those of an uninterrupted run."""
+    """A hard exit after step 6 (checkpoint at step 4) in the middle of writing a metrics.jsonl line, the
+    folder's curve then replaced by another attempt's (a stale point), then --resume: the checkpoint's own
+    curve is restored, and the curve and the rows are those of an uninterrupted run."""
     ref = T.train(tiny(tmp_path / "a", "wavelet", "model.dropout=0.1"), progress=False)
     args = ["run", "--task", "listops", "--model", "wavelet", "--out", str(tmp_path / "b"), "--device", "cpu",
             "--no-progress"] + [a for s in TINY_LISTOPS for a in ("--set", s)] + ["--set", "model.dropout=0.1"]
@@ -46,6 +47,8 @@ def test_resume_after_a_kill_gives_the_same_final_metrics(tmp_path):
     assert (run_dir / "checkpoint.pt").is_file() and not (run_dir / "result.csv").exists()  # no half rows
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"step": 7, "split": "tr')  # killed mid-write
+    stale = '{"step": 2, "split": "train", "loss": 9.9}\n'  # e.g. an older copy of the folder put back
+    (run_dir / "metrics.jsonl").write_text(stale + (run_dir / "metrics.jsonl").read_text())
     cfg = tiny(tmp_path / "b", "wavelet", "model.dropout=0.1")
     with pytest.raises(UserError, match="--resume"):  # refuses to clobber an unfinished run
         T.train(cfg, progress=False)
