@@ -268,6 +268,12 @@ def _not_finished(runs: pd.DataFrame, ok: bool = False) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
+def _none_finished(runs: pd.DataFrame, extra: str) -> str:
+    """A cell where no seed finished: FAIL if a seed failed or diverged, 'unfinished' if they were only stopped
+    (partial rows: a later sweep resumes them)."""
+    return f"{'FAIL' if runs.status.isin(['failed', 'diverged', 'incomplete']).any() else 'unfinished'} ({extra})"
+
+
 def _pooled(runs: pd.DataFrame) -> bool:
     """Runs of more than one configuration (or one seed twice: two data folders) in one cell."""
     ok = runs[runs.status == "ok"]
@@ -337,7 +343,7 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
                                 "deviations": "; ".join(sorted(set(ok.deviations) - {""})),
                                 "marks": marks.strip()})
             elif len(cell):
-                row[col] = f"FAIL ({extra})"
+                row[col] = _none_finished(cell, extra)
             else:
                 row[col] = "—"
         ran = [means[t] for t in AVG_TASKS if t in means]
@@ -447,7 +453,7 @@ def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
             counts = pd.Series([s["state"] for s in speeds if s["state"] != "ok"], dtype=object).value_counts()
             unfinished = _not_finished(cell)
             extra = ", ".join([*(f"{n} {k}" for k, n in counts.items()), *([unfinished] if unfinished else [])])
-            row[col] = f"FAIL ({extra})"
+            row[col] = _none_finished(cell, extra)
             if not speeds:  # no seed finished: nothing to summarise (as in lra_summary.csv)
                 continue
             step = float(np.median([s["step"] for s in fast])) if fast else np.nan
@@ -640,8 +646,8 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "Test accuracy (%), mean ± std over seeds (n = seeds that finished; seeds that diverged or failed are "
             "counted beside n; k collapsed = k of the n finished seeds tested no better than a constant guess: at or "
             "below chance, or a macro-F1 no higher than always guessing one class; they are in the mean). "
-            "'—' = not run; FAIL = no seed finished. Avg = mean of the five tasks without "
-            "Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
+            "'—' = not run; FAIL = no seed finished and one failed or diverged; unfinished = no seed finished yet "
+            "(stopped, to be resumed). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
             "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; custom = "
             "other settings (lra_summary.csv lists them); not recorded = no config.yaml beside the rows. "
             "* = less than the reference budget (fewer steps, smaller batches or capped splits): a smoke run, "
@@ -681,8 +687,8 @@ SPEED_NOTE = (
     "seeds that diverged or failed are counted beside n. collapsed = a finished run whose final validation "
     "accuracy is at or below chance, or whose final macro-F1 is no higher than always guessing one class would "
     "score at that accuracy (a collapse to the majority class): it reaches its own final level at once, so it "
-    "is counted beside n, not in the median. no curve = a finished run without a metrics.jsonl. FAIL = no seed "
-    "gives a step. Per-seed steps: lra_speed_summary.csv.")
+    "is counted beside n, not in the median. no curve = a finished run without a metrics.jsonl. FAIL / unfinished "
+    "= no seed gives a step. Per-seed steps: lra_speed_summary.csv.")
 
 
 def _write(stem: Path, table: pd.DataFrame, title: str, note: str) -> Path | None:

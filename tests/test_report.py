@@ -65,6 +65,9 @@ def test_all_seeds_diverged_is_fail_with_the_count(tmp_path):
         make_run(tmp_path, model="wavelet", seed=seed, status="diverged", step=2)
     table, _ = report.lra_table(report.load_rows([tmp_path]))
     assert dict(zip(table.Model, table.ListOps))["wavelet"] == "FAIL (2 diverged)"
+    make_run(tmp_path, model="gpt", seed=0, status="partial", step=2)  # only stopped: to be resumed, not a failure
+    table, _ = report.lra_table(report.load_rows([tmp_path]))
+    assert dict(zip(table.Model, table.ListOps))["gpt"] == "unfinished (1 partial)"
 
 
 def test_different_configurations_are_never_pooled_silently(tmp_path, capsys):
