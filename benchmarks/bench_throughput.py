@@ -25,7 +25,7 @@ Data: synthetic full-length batches of the task's shape (random token ids; no pa
 length buckets change nothing here: the cost of the longest batch), or --data task for the task's own data.
 
 Variants (train.* switches; README "Speed"):
-    base      the defaults: eager, per-step loss read, data prepared on the critical path
+    base      every switch off: eager, per-step loss read, data prepared on the critical path
     lazy      train.lazy_metrics=true (no host-device sync per step)
     prefetch  train.prefetch=2 (the next batches prepared in a background thread, pinned copies)
     fast      lazy + prefetch + train.length_buckets=4
@@ -65,15 +65,16 @@ from lra_wavelet.registry import TASKS, load_all  # noqa: E402
 
 LRA_TASKS = ["listops", "text", "retrieval", "image", "pathfinder"]
 LRA_MODELS = ["transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable"]
+EAGER = ("train.compile=false", "train.lazy_metrics=false", "train.prefetch=0")  # every switch off, spelled out
 VARIANTS = {
-    "base": (),
-    "lazy": ("train.lazy_metrics=true",),
-    "prefetch": ("train.prefetch=2",),
-    "fast": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4"),
+    "base": EAGER,
+    "lazy": (*EAGER, "train.lazy_metrics=true"),
+    "prefetch": (*EAGER, "train.prefetch=2"),
+    "fast": (*EAGER, "train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4"),
     "compiled": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true"),
     "graphs": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
                "train.compile_mode=reduce-overhead"),
-    "seeds3": (),  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
+    "seeds3": EAGER,  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
 }
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
 QUICK = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "train.batch_size=4")

@@ -72,14 +72,17 @@ def main() -> int:
     if device.type == "cuda":  # renamed in torch 2.4 (the old name kept as a deprecated alias for a while)
         key = next(k for k in ("self_device_time_total", "self_cuda_time_total") if hasattr(averages[0], k))
     events = [e for e in averages if getattr(e, key, 0) > 0]
-    total = sum(getattr(e, key) for e in events) or 1.0
+    # on CUDA an operator's self device time is that of the kernels it launched, which are rows of their own:
+    # the device's busy time is the kernels' sum (rows of device type CUDA), shares are of that
+    on_device = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")]
+    total = sum(getattr(e, key) for e in (on_device or events)) or 1.0
     events.sort(key=lambda e: -getattr(e, key))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"# {args.task} x {args.model}: {args.steps} steps profiled after {args.warmup}; {name}, torch "
           f"{torch.__version__}; batch {cfg.train.batch_size} x length {task.seq_len}; overrides: "
           f"{' '.join(args.set) or 'none'}")
     busy = total / args.steps / 1e3
-    print(f"device time per step: {busy:.2f} ms (sum of self times); wall time per step unprofiled: "
+    print(f"device time per step: {busy:.2f} ms (sum of {'kernel' if on_device else 'self'} times); wall time per step unprofiled: "
           f"{wall * 1e3:.2f} ms, so the device is busy {busy / (wall * 1e3):.0%} of the step\n")
     print("| operator / kernel | share | self time per step (ms) | calls per step |")
     print("|---|---|---|---|")

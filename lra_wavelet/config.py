@@ -100,7 +100,9 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between resumable checkpoints (0: only at the end)
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
-    compile: bool = False  # torch.compile the model
+    # torch.compile the model; None (auto): on for classification on CUDA (1.3-1.4x on ListOps and Pathfinder,
+    # results/benchmarks/throughput.md), off elsewhere (untimed there; CPU runs are smoke tests)
+    compile: Optional[bool] = None
     # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     num_workers: int = 0

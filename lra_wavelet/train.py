@@ -231,6 +231,13 @@ class Parts:
         return self.cfg.train.batch_size * self.task.seq_len * (2 if self.task.kind == "retrieve" else 1)
 
 
+def compile_by_default(device: torch.device, task) -> bool:
+    """train.compile's auto: on for classification and retrieval on CUDA, where it was measured faster (ListOps
+    1.3x, Pathfinder 1.4x, results/benchmarks/throughput.md); off for language modelling (not measured there
+    yet) and on the CPU (smoke tests, where compilation costs more than it saves)."""
+    return device.type == "cuda" and task.kind != "lm"
+
+
 def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int = 0, world: int = 1,
           task=None, splits: Optional[dict] = None) -> Parts:
     """Task, data, model, optimiser, schedule and autocast for `cfg`, seeded by cfg.seed. The model is compiled
@@ -242,6 +249,9 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
                         f"times train.grad_accum ({t.grad_accum})")
     torch.manual_seed(cfg.seed)
     task = TASKS.get(cfg.task.name)(cfg.task) if task is None else task
+    if t.compile is None:  # auto; resolved here, so every part (and config.yaml) sees what the run does
+        t = dataclasses.replace(t, compile=compile_by_default(device, task))
+        cfg = dataclasses.replace(cfg, train=t)
     splits = task.splits() if splits is None else splits
     model = build_model(task, cfg.model).to(device)
     opt = make_optimizer(model, t)

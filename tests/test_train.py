@@ -170,3 +170,21 @@ def test_compiled_runs_get_one_static_length():
     assert T.length_buckets(TrainConfig(compile=True)) == 1 and T.bucket_lengths(2000, 1) == [2000]
     assert T.length_buckets(TrainConfig()) == 0
     assert T.length_buckets(TrainConfig(compile=True, length_buckets=4)) == 4
+
+
+def test_compile_is_on_by_default_only_for_classification_on_cuda(tmp_path):
+    """train.compile unset (auto) is resolved by build: off on the CPU (the run's config.yaml says so), on for
+    CUDA classification, off for CUDA language modelling; the config hash is the same either way."""
+    import torch
+
+    from lra_wavelet import config as C
+
+    kind = lambda k: type("Task", (), {"kind": k})()  # noqa: E731
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert T.compile_by_default(cuda, kind("classify")) and T.compile_by_default(cuda, kind("retrieve"))
+    assert not T.compile_by_default(cuda, kind("lm")) and not T.compile_by_default(cpu, kind("classify"))
+    cfg = tiny(tmp_path, "wavelet")
+    assert cfg.train.compile is None
+    p = T.build(cfg)
+    assert p.cfg.train.compile is False and p.net is p.model and p.cfg.hash == cfg.hash
+    assert C.resolve("listops", "wavelet", sets=("train.compile=true",)).hash == C.resolve("listops", "wavelet").hash
