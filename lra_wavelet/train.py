@@ -260,6 +260,10 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     net = model
     if t.compile:
+        # every model's forward is one code object (SequenceModel.forward): without a reset, the graphs of the
+        # runs before this one in the process (a sweep's cells) count towards dynamo's recompile limit, past
+        # which it runs the model eagerly without an error
+        torch._dynamo.reset()
         net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode, dynamic=False)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

@@ -188,3 +188,17 @@ def test_compile_is_on_by_default_only_for_classification_on_cuda(tmp_path):
     p = T.build(cfg)
     assert p.cfg.train.compile is False and p.net is p.model and p.cfg.hash == cfg.hash
     assert C.resolve("listops", "wavelet", sets=("train.compile=true",)).hash == C.resolve("listops", "wavelet").hash
+
+
+def test_each_compiled_run_starts_from_a_fresh_dynamo_state(tmp_path, monkeypatch):
+    """A sweep trains its cells in one process, and every model's forward is one code object: each compiled
+    run resets dynamo first, or the earlier cells' graphs would use up its recompile limit and later cells would
+    run eagerly without a word. (torch.compile is lazy: building costs nothing here.)"""
+    import torch
+
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    for model in ("gpt", "wavelet"):
+        p = T.build(tiny(tmp_path, model, "train.compile=true"))
+        assert p.net is not p.model
+    assert len(resets) == 2
