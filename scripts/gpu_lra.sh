@@ -8,18 +8,24 @@
 # LRA_WAVELET_GIT_SHA: the commit of the code sent (`git rev-parse --short=12 HEAD` here; commit first): a copied
 # working tree keeps the .git it was first made with, so without it the rows name a stale commit ("-dirty").
 #
-# Runs live in RUNS (default results/lra/runs, the committed rows: done cells are skipped; checkpoints are
-# ignored by git and stay on the machine) so that a second call on the still-warm machine resumes
-# the cell the first one stopped in. Rows and logs go to $OUT/lra.tar.gz without checkpoints (those stay on
-# the machine), ready to be unpacked into results/lra/ and committed with this command line.
-# Unpack a call's tarball here before sending the next call to the still-warm machine: each call copies this
-# working tree over the machine's (checkpoints stay there), so rows not yet unpacked are replaced by older ones.
-# A resume then restores its curve from the checkpoint, but a cell whose finished rows were replaced is taken
-# up again from its last checkpoint and re-tested. Extra flags (e.g. --set train.lazy_metrics=true)
+# Runs live in RUNS (default .lra_runs, ignored by git, so it stays on the machine between the calls of one
+# warm period), seeded from the committed rows (results/lra/runs) with every run folder the machine does not
+# have yet: done cells are skipped, and a second call on the still-warm machine resumes the cell the first
+# one stopped in, even if the first call's rows were not unpacked here before it (every call copies this
+# working tree, results/lra/runs included, over the machine's; the machine's own folders are newer). Rows
+# and logs go to $OUT/lra.tar.gz without checkpoints (those stay on the machine), ready to be unpacked into
+# results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
 # are passed to `sweep`; a reduced budget (--set train.max_steps=N) must be the same for every model of a task.
 set -u
-OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-results/lra/runs}
+OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-.lra_runs}
+SEED_RUNS=${SEED_RUNS:-results/lra/runs}
 mkdir -p "$OUT/lra/logs" "$RUNS"
+# the committed run folders the machine lacks (a folder it has is its own, newer, state: never overwritten)
+if [ -d "$SEED_RUNS" ] && [ "$(cd "$SEED_RUNS" && pwd)" != "$(cd "$RUNS" && pwd)" ]; then
+  (cd "$SEED_RUNS" && find . -mindepth 3 -maxdepth 3 -type d) | while read -r d; do
+    [ -d "$RUNS/$d" ] || { mkdir -p "$RUNS/$(dirname "$d")" && cp -r "$SEED_RUNS/$d" "$RUNS/$d"; }
+  done
+fi
 # evaluation in groups of 256 (speed only: the same examples, the same config hash; ListOps' 100 validation
 # passes are about a third of a run)
 args=(--grid "$GRID" --out "$RUNS" --no-progress --set train.eval_batch_size=${EVAL_BATCH:-256})
