@@ -9,7 +9,9 @@ bench_throughput.py does), warmed up for --warmup steps (compilation, autotuning
 profiled. The table lists operators by self device time (CUDA; CPU time on a CPU), their share of the
 profiled total, calls and time per call; `--trace FILE` also writes a Chrome trace. Which attention kernel
 SDPA chose shows as its operator (`aten::_scaled_dot_product_flash_attention`, `..._efficient_attention`,
-or the matmul / softmax operators of the math path).
+or the matmul / softmax operators of the math path). Operators and the kernels they launch are rows of their
+own, and both show their share of the kernels' total. `train.compile` is auto (on for classification on CUDA):
+`--set train.compile=false` profiles the eager step.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ def main() -> int:
     events.sort(key=lambda e: -getattr(e, key))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"# {args.task} x {args.model}: {args.steps} steps profiled after {args.warmup}; {name}, torch "
-          f"{torch.__version__}; batch {cfg.train.batch_size} x length {task.seq_len}; overrides: "
-          f"{' '.join(args.set) or 'none'}")
+          f"{torch.__version__}; batch {cfg.train.batch_size} x length {task.seq_len}; compiled: "
+          f"{p.cfg.train.compile} ({p.cfg.train.compile_mode}); overrides: {' '.join(args.set) or 'none'}")
     busy = total / args.steps / 1e3
     print(f"device time per step: {busy:.2f} ms (sum of {'kernel' if on_device else 'self'} times); wall time per step unprofiled: "
           f"{wall * 1e3:.2f} ms, so the device is busy {busy / (wall * 1e3):.0%} of the step\n")

@@ -100,7 +100,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between resumable checkpoints (0: only at the end)
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
-    # torch.compile the model; None (auto): on for classification on CUDA (1.3-1.4x on ListOps and Pathfinder,
+    # torch.compile the model; None (auto, or null): on for classification on CUDA (1.3-1.4x on ListOps and Pathfinder,
     # results/benchmarks/throughput.md), off elsewhere (untimed there; CPU runs are smoke tests)
     compile: Optional[bool] = None
     # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
@@ -176,6 +176,8 @@ def _coerce(value, typ, key: str):
     if origin is typing.Union:
         args = typing.get_args(typ)
         if value is None and type(None) in args:
+            return None
+        if value == "auto" and set(args) == {bool, type(None)}:  # train.compile=auto: the same as null
             return None
         errors = []
         for a in args:

@@ -269,9 +269,10 @@ def _not_finished(runs: pd.DataFrame, ok: bool = False) -> str:
 
 
 def _none_finished(runs: pd.DataFrame, extra: str) -> str:
-    """A cell where no seed finished: FAIL if a seed failed or diverged, 'unfinished' if they were only stopped
-    (partial rows: a later sweep resumes them)."""
-    return f"{'FAIL' if runs.status.isin(['failed', 'diverged', 'incomplete']).any() else 'unfinished'} ({extra})"
+    """A cell that gives no number: 'unfinished' when every seed was only stopped (partial rows: the next sweep
+    runs them again, from their checkpoints where those still exist), else FAIL (failed, diverged, or finished
+    without a usable value)."""
+    return f"{'unfinished' if (runs.status == 'partial').all() else 'FAIL'} ({extra})"
 
 
 def _pooled(runs: pd.DataFrame) -> bool:
@@ -646,8 +647,8 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "Test accuracy (%), mean ± std over seeds (n = seeds that finished; seeds that diverged or failed are "
             "counted beside n; k collapsed = k of the n finished seeds tested no better than a constant guess: at or "
             "below chance, or a macro-F1 no higher than always guessing one class; they are in the mean). "
-            "'—' = not run; FAIL = no seed finished and one failed or diverged; unfinished = no seed finished yet "
-            "(stopped, to be resumed). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
+            "'—' = not run; FAIL = no number (seeds failed, diverged or left no usable value); unfinished = every seed was "
+            "stopped before the end (the next sweep runs it again, from its checkpoint where that still exists). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
             "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; custom = "
             "other settings (lra_summary.csv lists them); not recorded = no config.yaml beside the rows. "
             "* = less than the reference budget (fewer steps, smaller batches or capped splits): a smoke run, "

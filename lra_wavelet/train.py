@@ -221,6 +221,7 @@ class Parts:
     trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
     curves: loggers.Logger = field(default_factory=loggers.Logger)  # TensorBoard / W&B views (train.logger)
     resumed_curve: Optional[str] = None  # metrics.jsonl as it was when the checkpoint resumed from was saved
+    given: Optional[RunConfig] = None  # the config as given (auto values unresolved): what config.yaml records
 
     @property
     def main(self) -> bool:
@@ -249,7 +250,8 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
                         f"times train.grad_accum ({t.grad_accum})")
     torch.manual_seed(cfg.seed)
     task = TASKS.get(cfg.task.name)(cfg.task) if task is None else task
-    if t.compile is None:  # auto; resolved here, so every part (and config.yaml) sees what the run does
+    given = cfg
+    if t.compile is None:  # auto, resolved here so that every part sees what the run does (config.yaml keeps auto)
         t = dataclasses.replace(t, compile=compile_by_default(device, task))
         cfg = dataclasses.replace(cfg, train=t)
     splits = task.splits() if splits is None else splits
@@ -260,15 +262,11 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     net = model
     if t.compile:
-        # every model's forward is one code object (SequenceModel.forward): without a reset, the graphs of the
-        # runs before this one in the process (a sweep's cells) count towards dynamo's recompile limit, past
-        # which it runs the model eagerly without an error
-        torch._dynamo.reset()
         net = torch.compile(model, mode=None if t.compile_mode == "default" else t.compile_mode, dynamic=False)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     trim = task.kind != "lm" and task.pad_id is not None and model.pad_invariant
-    return Parts(cfg, task, splits, model, net, opt, sched, amp, device, rank, world, trim)
+    return Parts(cfg, task, splits, model, net, opt, sched, amp, device, rank, world, trim, given=given)
 
 
 def host_batch(p: Parts, step: int) -> dict:
@@ -379,8 +377,15 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
         if i % world != rank:
             continue
         b = to_device(trim_padding(batch, task.pad_id, buckets=length_buckets(cfg.train)) if trim else batch, device)
-        with amp():
-            logits = model(b)
+        if cfg.train.compile and len(b["x"]) < bs:  # a short last group, filled with copies of its last row (dropped
+            # below): one shape per pass, not a second compiled graph
+            x = b["x"]
+            fill = x[-1:].expand(bs - len(x), *x.shape[1:])
+            with amp():
+                logits = model({**b, "x": torch.cat([x, fill])})[:len(x)]
+        else:
+            with amp():
+                logits = model(b)
         # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
         loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), b["y"].reshape(-1),
                                     reduction="sum")
@@ -811,7 +816,8 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
     if not p.main:
         return
     run_id, _ = run_paths(p.cfg)
-    env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world}
+    env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world,
+           "compiled": p.cfg.train.compile}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)
         for name in ("metrics.jsonl", "best.pt"):
@@ -819,7 +825,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
                 shutil.copyfile(source.parent / name, run_dir / name)
     if source is not None and p.resumed_curve is not None:
         results.atomic_write_text(run_dir / "metrics.jsonl", p.resumed_curve)
-    config_mod.save(p.cfg, run_dir / "config.yaml")
+    config_mod.save(p.given or p.cfg, run_dir / "config.yaml")
     results.write_json(run_dir / "env.json", env)
     _truncate_metrics(run_dir / "metrics.jsonl", start)
 
@@ -1036,6 +1042,16 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
             return done
         source = resume_from(cfg, run_dir, resume or strict_resume, force, strict_resume, log)
         p = build(cfg, device, rank, world)
+        if p.cfg.train.compile:
+            # every model's forward is one code object (SequenceModel.forward): without a reset, the graphs of
+            # the runs before this one in the process (a sweep's cells) count towards dynamo's recompile limit,
+            # past which it runs the model eagerly without an error. (Here, not in build: a benchmark may hold
+            # several compiled models at once.)
+            torch._dynamo.reset()
+            for name in ("recompile_limit", "cache_size_limit"):  # (renamed in torch 2.6) room for one graph
+                if hasattr(torch._dynamo.config, name):  # per length bucket and mode, train and evaluation
+                    setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
+                    break
         check_memory(p)
         start, best, wall = 0, None, 0.0
         if source is not None:

@@ -12,7 +12,8 @@
 # warm period), seeded from the committed rows (results/lra/runs) with every run folder the machine does not
 # have yet: done cells are skipped, and a second call on the still-warm machine resumes the cell the first
 # one stopped in, even if the first call's rows were not unpacked here before it (every call copies this
-# working tree, results/lra/runs included, over the machine's; the machine's own folders are newer). Rows
+# working tree, results/lra/runs included, over the machine's; the machine's own folders are newer; so a folder
+# mended here by hand during a warm period comes back unmended in the next tarball: mend it after). Rows
 # and logs go to $OUT/lra.tar.gz without checkpoints (those stay on the machine), ready to be unpacked into
 # results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
 # are passed to `sweep`; a reduced budget (--set train.max_steps=N) must be the same for every model of a task.
@@ -22,8 +23,9 @@ SEED_RUNS=${SEED_RUNS:-results/lra/runs}
 mkdir -p "$OUT/lra/logs" "$RUNS"
 # the committed run folders the machine lacks (a folder it has is its own, newer, state: never overwritten)
 if [ -d "$SEED_RUNS" ] && [ "$(cd "$SEED_RUNS" && pwd)" != "$(cd "$RUNS" && pwd)" ]; then
-  (cd "$SEED_RUNS" && find . -mindepth 3 -maxdepth 3 -type d) | while read -r d; do
-    [ -d "$RUNS/$d" ] || { mkdir -p "$RUNS/$(dirname "$d")" && cp -r "$SEED_RUNS/$d" "$RUNS/$d"; }
+  (cd "$SEED_RUNS" && find . -mindepth 3 -maxdepth 3 -type d) | while IFS= read -r d; do
+    [ -d "$RUNS/$d" ] || { mkdir -p "$RUNS/$(dirname "$d")" && rm -rf "$RUNS/$d.seeding" &&
+      cp -r "$SEED_RUNS/$d" "$RUNS/$d.seeding" && mv "$RUNS/$d.seeding" "$RUNS/$d"; }
   done
 fi
 # evaluation in groups of 256 (speed only: the same examples, the same config hash; ListOps' 100 validation

@@ -68,6 +68,10 @@ def test_all_seeds_diverged_is_fail_with_the_count(tmp_path):
     make_run(tmp_path, model="gpt", seed=0, status="partial", step=2)  # only stopped: to be resumed, not a failure
     table, _ = report.lra_table(report.load_rows([tmp_path]))
     assert dict(zip(table.Model, table.ListOps))["gpt"] == "unfinished (1 partial)"
+    make_run(tmp_path, model="transformer", seed=0, value=0.1, curve=(0.1, 0.1))  # finished, but collapsed
+    speed, _ = report.lra_speed_table(report.load_rows([tmp_path]), report.load_curves([tmp_path]))
+    cells = dict(zip(speed.Model, speed.ListOps))  # steps: none to give, but only the stopped seed is unfinished
+    assert cells["transformer"] == "FAIL (1 collapsed)" and cells["gpt"] == "unfinished (1 partial)"
 
 
 def test_different_configurations_are_never_pooled_silently(tmp_path, capsys):

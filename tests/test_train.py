@@ -173,8 +173,8 @@ def test_compiled_runs_get_one_static_length():
 
 
 def test_compile_is_on_by_default_only_for_classification_on_cuda(tmp_path):
-    """train.compile unset (auto) is resolved by build: off on the CPU (the run's config.yaml says so), on for
-    CUDA classification, off for CUDA language modelling; the config hash is the same either way."""
+    """train.compile unset (auto) is resolved by build: off on the CPU, on for CUDA classification, off for CUDA
+    language modelling; the config hash is the same either way, and `auto` reads as unset."""
     import torch
 
     from lra_wavelet import config as C
@@ -188,17 +188,59 @@ def test_compile_is_on_by_default_only_for_classification_on_cuda(tmp_path):
     p = T.build(cfg)
     assert p.cfg.train.compile is False and p.net is p.model and p.cfg.hash == cfg.hash
     assert C.resolve("listops", "wavelet", sets=("train.compile=true",)).hash == C.resolve("listops", "wavelet").hash
+    assert C.resolve("listops", "wavelet", sets=("train.compile=auto",)).train.compile is None
 
 
-def test_each_compiled_run_starts_from_a_fresh_dynamo_state(tmp_path, monkeypatch):
-    """A sweep trains its cells in one process, and every model's forward is one code object: each compiled
-    run resets dynamo first, or the earlier cells' graphs would use up its recompile limit and later cells would
-    run eagerly without a word. (torch.compile is lazy: building costs nothing here.)"""
+def test_a_compiled_run_resets_dynamo_keeps_auto_in_its_config_and_says_it_compiled(tmp_path, monkeypatch):
+    """A sweep trains its cells in one process and every model's forward is one code object, so each compiled
+    run resets dynamo first (or earlier cells' graphs would use up its recompile limit and later cells would
+    run eagerly without a word); building alone does not (a benchmark may hold several compiled models).
+    config.yaml keeps train.compile as given (auto), env.json says what the run did. torch.compile is replaced
+    by the identity here: compiling costs half a minute on the CPU, and only the plumbing is tested."""
     import torch
+    import yaml
 
     resets = []
     monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
-    for model in ("gpt", "wavelet"):
-        p = T.build(tiny(tmp_path, model, "train.compile=true"))
-        assert p.net is not p.model
-    assert len(resets) == 2
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
+    monkeypatch.setattr(T, "compile_by_default", lambda device, task: True)  # as on CUDA
+    T.build(tiny(tmp_path / "a", "gpt"))
+    assert resets == []
+    out = T.train(tiny(tmp_path / "b", "wavelet"), progress=False)
+    assert resets == [1] and out.status == "ok"
+    assert yaml.safe_load((out.run_dir / "config.yaml").read_text())["train"]["compile"] is None
+    assert json.loads((out.run_dir / "env.json").read_text())["compiled"] is True
+
+
+def test_compiled_evaluation_fills_a_short_last_group_and_drops_the_copies(tmp_path):
+    """Evaluating as a compiled run does (one shape per pass): the model only ever sees full groups, and the
+    metrics equal those of plain groups."""
+    import dataclasses
+
+    cfg = tiny(tmp_path, "wavelet", "train.eval_batch_size=5")
+    p = T.build(cfg)
+    seen = []
+    real = p.model.forward
+    p.model.forward = lambda batch: (seen.append(len(batch["x"])), real(batch))[1]
+    plain = T.evaluate(p.model, p.splits["val"], p.task, cfg, p.device, p.amp, trim=p.trim, max_batches=0)
+    assert set(seen) != {5}  # the split's size is not a multiple of 5: a short last group
+    seen.clear()
+    compiled = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=True))
+    filled = T.evaluate(p.model, p.splits["val"], p.task, compiled, p.device, p.amp, trim=p.trim, max_batches=0)
+    assert set(seen) == {5}
+    assert filled == pytest.approx(plain, rel=1e-6)
+
+
+def test_a_resume_restores_the_checkpoints_curve_or_trims_the_folders(tmp_path):
+    """prepare_run_dir on resume at step 4: the checkpoint's own curve replaces the folder's file; a checkpoint
+    from before curves were kept in them (None) leaves the folder's file, trimmed to the checkpoint's step."""
+    p = T.build(tiny(tmp_path, "wavelet"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lines = "".join(json.dumps({"step": s, "split": "train", "loss": 1.0}) + "\n" for s in range(2, 9, 2))
+    for curve, expected in ((lines.replace("1.0", "2.0"), [2.0, 2.0]), (None, [1.0, 1.0])):
+        (run_dir / "metrics.jsonl").write_text(lines)
+        p.resumed_curve = curve
+        T.prepare_run_dir(p, run_dir, 4, run_dir / "checkpoint.pt")
+        kept = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in kept] == [2, 4] and [r["loss"] for r in kept] == expected
