@@ -21,15 +21,18 @@ import time
 import torch
 import torch.nn.functional as F
 
-# task: (batch, heads, length incl. CLS, head width, key mask?) at the reference configs (tasks/<task>.yaml)
+# task: (batch, heads, length incl. CLS, head width, key mask?, width padded to) at the reference configs
+# (tasks/<task>.yaml); a padded width is what train.attn_pad_heads does: zero columns, the same attention
 SHAPES = {
-    "listops": (32, 8, 2001, 64, True),
-    "text": (32, 4, 4001, 64, True),
-    "retrieval": (64, 4, 4001, 32, True),  # 32 pairs -> 64 documents
-    "image": (256, 8, 1025, 8, False),
-    "pathfinder": (512, 4, 1025, 4, False),
+    "listops": (32, 8, 2001, 64, True, 0),
+    "text": (32, 4, 4001, 64, True, 0),
+    "retrieval": (64, 4, 4001, 32, True, 0),  # 32 pairs -> 64 documents
+    "image": (256, 8, 1025, 8, False, 0),
+    "pathfinder": (512, 4, 1025, 4, False, 0),
+    "pathfinder-pad8": (512, 4, 1025, 4, False, 8),
+    "pathfinder-pad16": (512, 4, 1025, 4, False, 16),
 }
-QUICK = {"tiny": (2, 2, 65, 4, True)}
+QUICK = {"tiny": (2, 2, 65, 4, True, 0), "tiny-pad8": (2, 2, 65, 4, True, 8)}
 
 
 def backends():
@@ -45,7 +48,7 @@ def backends():
 def time_one(shape, backend, device, iters: int, repeat: int) -> tuple[float, float, float]:
     from torch.nn.attention import sdpa_kernel
 
-    B, H, L, hd, masked = shape
+    B, H, L, hd, masked, padded = shape
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     q, k, v = (torch.randn(B, H, L, hd, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     mask = None
@@ -57,7 +60,12 @@ def time_one(shape, backend, device, iters: int, repeat: int) -> tuple[float, fl
     def step():
         ctx = sdpa_kernel(backend) if backend is not None else torch.enable_grad()
         with ctx:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if padded > hd:  # as the model pads (Attention.forward), the padding and the slice timed with it
+                pad = (0, padded - hd)
+                y = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), attn_mask=mask,
+                                                   scale=hd ** -0.5)[..., :hd]
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y.backward(g)
 
     step()  # warm-up (and the refusal, if the backend cannot take the shape)
@@ -86,7 +94,7 @@ def main() -> int:
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     lines = [f"# SDPA forward + backward per call, ms (median [min-max] of {a.repeat} x {a.iters}); {dev}, torch "
              f"{torch.__version__}, {time.strftime('%Y-%m-%d')}; `{' '.join(sys.argv)}`", "",
-             "| task | B x heads x L x width | mask | " + " | ".join(names) + " |",
+             "| task | B x heads x L x width (padded to) | mask | " + " | ".join(names) + " |",
              "|---|---|---|" + "---|" * len(names)]
     for task, shape in shapes.items():
         cells = []
@@ -98,8 +106,10 @@ def main() -> int:
                 cells.append("refused: " + str(e).splitlines()[0][:60].replace("|", "/"))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        B, H, L, hd, masked = shape
-        lines.append(f"| {task} | {B} x {H} x {L} x {hd} | {'keys' if masked else 'none'} | " + " | ".join(cells) + " |")
+        B, H, L, hd, masked, padded = shape
+        width = f"{hd} ({padded})" if padded > hd else f"{hd}"
+        lines.append(f"| {task} | {B} x {H} x {L} x {width} | {'keys' if masked else 'none'} | " + " | ".join(cells)
+                     + " |")
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

@@ -31,6 +31,7 @@ Variants (train.* switches; README "Speed"):
     fast      lazy + prefetch + train.length_buckets=4
     compiled  fast + train.compile=true
     graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
+    pad8      compiled + train.attn_pad_heads=8 (attention heads narrower than 8 zero-padded: Pathfinder's 4)
     seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
@@ -74,6 +75,8 @@ VARIANTS = {
     "compiled": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true"),
     "graphs": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
                "train.compile_mode=reduce-overhead"),
+    "pad8": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
+             "train.attn_pad_heads=8"),
     "seeds3": EAGER,  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
 }
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures

@@ -115,6 +115,9 @@ class TrainConfig:
     length_buckets: int = 0
     lazy_metrics: bool = True  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
     prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
+    # attention heads narrower than this are zero-padded to it for SDPA (0: never): the same attention, but a
+    # width more kernels accept (Pathfinder's heads are 4 wide; bench_attention.py times the kernels)
+    attn_pad_heads: int = 0
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
     # eval_batches x batch_size examples, so only the grouping changes
     eval_batch_size: int = 0
@@ -124,7 +127,7 @@ class TrainConfig:
         for key in ("grad_accum",):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("length_buckets", "prefetch", "eval_batch_size"):
+        for key in ("length_buckets", "prefetch", "eval_batch_size", "attn_pad_heads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
@@ -133,7 +136,7 @@ class TrainConfig:
 # see RunConfig.hash), memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
 SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "compile_mode", "grad_accum", "memory_check",
-                   "length_buckets", "lazy_metrics", "prefetch", "eval_batch_size", "logger")
+                   "length_buckets", "lazy_metrics", "prefetch", "eval_batch_size", "logger", "attn_pad_heads")
 WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
 
 

@@ -256,6 +256,9 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         cfg = dataclasses.replace(cfg, train=t)
     splits = task.splits() if splits is None else splits
     model = build_model(task, cfg.model).to(device)
+    for m in model.modules():
+        if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
+            m.pad_heads_to = t.attn_pad_heads
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
     use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")

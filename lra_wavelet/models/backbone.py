@@ -52,6 +52,7 @@ class Attention(nn.Module):
         self.n_heads, self.causal, self.dropout = cfg.n_heads, causal, cfg.attn_dropout
         self.inner = cfg.qkv_dim or cfg.d_model
         self.uniform_padded = False  # padded queries attend uniformly, as in the benchmark (set by the model)
+        self.pad_heads_to = 0  # heads narrower than this are zero-padded for SDPA (train.attn_pad_heads, set by build)
         self.qkv = nn.Linear(cfg.d_model, 3 * self.inner, bias=False)
         self.proj = nn.Linear(self.inner, cfg.d_model, bias=False)
 
@@ -60,8 +61,16 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        hs = q.shape[-1]
+        if self.pad_heads_to > hs:  # zeros change no q.k and give zero output columns: the same attention, but
+            # a width more kernels take (cuDNN refuses a width of 4, Pathfinder's)
+            pad = (0, self.pad_heads_to - hs)
+            y = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), attn_mask=attn_mask,
+                                               is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0,
+                                               scale=hs ** -0.5)[..., :hs]
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
+                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         if attn_mask is not None and self.uniform_padded:
             y = torch.where(mask[:, None, :, None], y, v.mean(2, keepdim=True))
         return self.proj(y.transpose(1, 2).reshape(B, T, self.inner))
