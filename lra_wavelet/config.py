@@ -101,7 +101,8 @@ class TrainConfig:
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
     # torch.compile the model; None (auto, or null): on for classification on CUDA (1.3-1.4x on ListOps and Pathfinder,
-    # results/benchmarks/throughput.md), off elsewhere (untimed there; CPU runs are smoke tests)
+    # results/benchmarks/throughput.md), off elsewhere (untimed there; CPU runs are smoke tests); under auto a
+    # model the compiler fails on runs eagerly, said in the log (true: the failure fails the run)
     compile: Optional[bool] = None
     # torch.compile mode; reduce-overhead records CUDA graphs (fixed shapes: pair it with fixed-length batches)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"

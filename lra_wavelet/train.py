@@ -1045,16 +1045,6 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
             return done
         source = resume_from(cfg, run_dir, resume or strict_resume, force, strict_resume, log)
         p = build(cfg, device, rank, world)
-        if p.cfg.train.compile:
-            # every model's forward is one code object (SequenceModel.forward): without a reset, the graphs of
-            # the runs before this one in the process (a sweep's cells) count towards dynamo's recompile limit,
-            # past which it runs the model eagerly without an error. (Here, not in build: a benchmark may hold
-            # several compiled models at once.)
-            torch._dynamo.reset()
-            for name in ("recompile_limit", "cache_size_limit"):  # (renamed in torch 2.6) room for one graph
-                if hasattr(torch._dynamo.config, name):  # per length bucket and mode, train and evaluation
-                    setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 32))
-                    break
         check_memory(p)
         start, best, wall = 0, None, 0.0
         if source is not None:
@@ -1063,4 +1053,43 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
                 log(f"resuming {run_dir} at step {start}" + (f" (continuing {source.parent.name})"
                                                            if source.parent != run_dir else ""))
         prepare_run_dir(p, run_dir, start, source)
-        return run_loop(p, run_dir, start, best, wall, progress, log if p.main else (lambda s: None))
+        with compiling(p, auto=cfg.train.compile is None, log=log if p.main else (lambda s: None)):
+            return run_loop(p, run_dir, start, best, wall, progress, log if p.main else (lambda s: None))
+
+
+def compiled_graphs() -> int:
+    """Graphs torch._dynamo has compiled in this process so far (its own counter; a reset keeps it)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+@contextlib.contextmanager
+def compiling(p: Parts, auto: bool, log):
+    """Around a compiled run's loop (nothing for an eager one):
+    * a fresh dynamo state: every model's forward is one code object (SequenceModel.forward), so the graphs of
+      the runs before this one in the process (a sweep's cells) would count towards dynamo's recompile limit,
+      past which it runs the model eagerly without an error (here, not in build: a benchmark may hold several
+      compiled models at once); room for 32 graphs (a graph per length bucket and mode);
+    * with train.compile auto, a model the compiler fails on runs eagerly (dynamo's suppress_errors) instead of
+      failing the run; compile set to true fails it;
+    * a run that compiled nothing says so in the log."""
+    if not p.cfg.train.compile:
+        yield
+        return
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    limit = next(n for n in ("recompile_limit", "cache_size_limit") if hasattr(config, n))  # (renamed in 2.6)
+    saved = {limit: getattr(config, limit), "suppress_errors": config.suppress_errors}
+    torch._dynamo.reset()
+    setattr(config, limit, max(saved[limit], 32))
+    config.suppress_errors = auto or saved["suppress_errors"]
+    before = compiled_graphs()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(config, k, v)
+        if compiled_graphs() == before:
+            log("train.compile: nothing was compiled (the compiler failed or was not reached): the run was eager")

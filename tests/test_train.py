@@ -200,6 +200,8 @@ def test_a_compiled_run_resets_dynamo_keeps_auto_in_its_config_and_says_it_compi
     import torch
     import yaml
 
+    import torch._dynamo
+
     resets = []
     monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
     monkeypatch.setattr(torch, "compile", lambda model, **kw: model)
@@ -244,3 +246,22 @@ def test_a_resume_restores_the_checkpoints_curve_or_trims_the_folders(tmp_path):
         T.prepare_run_dir(p, run_dir, 4, run_dir / "checkpoint.pt")
         kept = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in kept] == [2, 4] and [r["loss"] for r in kept] == expected
+
+
+def test_auto_compile_falls_back_to_eager_when_the_compiler_fails_and_says_so(tmp_path, monkeypatch):
+    """A backend that raises: with train.compile auto the run still finishes (eagerly) and its log says nothing
+    was compiled; with train.compile=true the failure is the run's, recorded."""
+    import torch
+
+    def broken(gm, inputs):
+        raise RuntimeError("backend failure (simulated)")
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend=broken))
+    monkeypatch.setattr(T, "compile_by_default", lambda device, task: True)
+    said = []
+    out = T.train(tiny(tmp_path / "auto", "gpt"), progress=False, log=said.append)
+    assert out.status == "ok" and any("nothing was compiled" in s for s in said)
+    with pytest.raises(Exception, match="simulated"):
+        T.train(tiny(tmp_path / "on", "gpt", "train.compile=true"), progress=False, log=said.append)
+    assert not torch._dynamo.config.suppress_errors  # restored
