@@ -84,7 +84,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--tasks", nargs="+", default=list(SHAPES))
+    ap.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--md", help="also write the table to this file")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
