@@ -21,18 +21,19 @@ import time
 import torch
 import torch.nn.functional as F
 
-# task: (batch, heads, length incl. CLS, head width, key mask?, width padded to) at the reference configs
-# (tasks/<task>.yaml); a padded width is what train.attn_pad_heads does: zero columns, the same attention
+# task: (batch, heads, length incl. CLS, head width, key mask?, width padded to, attention dropout) at the
+# reference configs (tasks/<task>.yaml); a padded width is what train.attn_pad_heads does: zero columns, the
+# same attention. Dropout as in training (it decides which kernels may run); --no-dropout times without it.
 SHAPES = {
-    "listops": (32, 8, 2001, 64, True, 0),
-    "text": (32, 4, 4001, 64, True, 0),
-    "retrieval": (64, 4, 4001, 32, True, 0),  # 32 pairs -> 64 documents
-    "image": (256, 8, 1025, 8, False, 0),
-    "pathfinder": (512, 4, 1025, 4, False, 0),
-    "pathfinder-pad8": (512, 4, 1025, 4, False, 8),
-    "pathfinder-pad16": (512, 4, 1025, 4, False, 16),
+    "listops": (32, 8, 2001, 64, True, 0, 0.1),
+    "text": (32, 4, 4001, 64, True, 0, 0.1),
+    "retrieval": (64, 4, 4001, 32, True, 0, 0.1),  # 32 pairs -> 64 documents
+    "image": (256, 8, 1025, 8, False, 0, 0.2),
+    "pathfinder": (512, 4, 1025, 4, False, 0, 0.1),
+    "pathfinder-pad8": (512, 4, 1025, 4, False, 8, 0.1),
+    "pathfinder-pad16": (512, 4, 1025, 4, False, 16, 0.1),
 }
-QUICK = {"tiny": (2, 2, 65, 4, True, 0), "tiny-pad8": (2, 2, 65, 4, True, 8)}
+QUICK = {"tiny": (2, 2, 65, 4, True, 0, 0.1), "tiny-pad8": (2, 2, 65, 4, True, 8, 0.1)}
 
 
 def backends():
@@ -45,10 +46,11 @@ def backends():
     return out
 
 
-def time_one(shape, backend, device, iters: int, repeat: int) -> tuple[float, float, float]:
+def time_one(shape, backend, device, iters: int, repeat: int, dropout: bool = True) -> tuple[float, float, float]:
     from torch.nn.attention import sdpa_kernel
 
-    B, H, L, hd, masked, padded = shape
+    B, H, L, hd, masked, padded, p = shape
+    p = p if dropout else 0.0
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     q, k, v = (torch.randn(B, H, L, hd, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
     mask = None
@@ -63,9 +65,9 @@ def time_one(shape, backend, device, iters: int, repeat: int) -> tuple[float, fl
             if padded > hd:  # as the model pads (Attention.forward), the padding and the slice timed with it
                 pad = (0, padded - hd)
                 y = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), attn_mask=mask,
-                                                   scale=hd ** -0.5)[..., :hd]
+                                                   dropout_p=p, scale=hd ** -0.5)[..., :hd]
             else:
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         y.backward(g)
 
     step()  # warm-up (and the refusal, if the backend cannot take the shape)
@@ -86,6 +88,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tasks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--md", help="also write the table to this file")
+    ap.add_argument("--no-dropout", action="store_true", help="time without attention dropout")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not a.quick else "cpu")
@@ -94,22 +97,22 @@ def main() -> int:
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     lines = [f"# SDPA forward + backward per call, ms (median [min-max] of {a.repeat} x {a.iters}); {dev}, torch "
              f"{torch.__version__}, {time.strftime('%Y-%m-%d')}; `{' '.join(sys.argv)}`", "",
-             "| task | B x heads x L x width (padded to) | mask | " + " | ".join(names) + " |",
-             "|---|---|---|" + "---|" * len(names)]
+             "| task | B x heads x L x width (padded to) | mask | dropout | " + " | ".join(names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
     for task, shape in shapes.items():
         cells = []
         for name, backend in names.items():
             try:
-                med, lo, hi = time_one(shape, backend, device, a.iters, a.repeat)
+                med, lo, hi = time_one(shape, backend, device, a.iters, a.repeat, not a.no_dropout)
                 cells.append(f"{med:.2f} [{lo:.2f}-{hi:.2f}]")
             except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
                 cells.append("refused: " + str(e).splitlines()[0][:60].replace("|", "/"))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        B, H, L, hd, masked, padded = shape
+        B, H, L, hd, masked, padded, p = shape
         width = f"{hd} ({padded})" if padded > hd else f"{hd}"
-        lines.append(f"| {task} | {B} x {H} x {L} x {width} | {'keys' if masked else 'none'} | " + " | ".join(cells)
-                     + " |")
+        lines.append(f"| {task} | {B} x {H} x {L} x {width} | {'keys' if masked else 'none'} | "
+                     f"{0.0 if a.no_dropout else p} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

@@ -163,8 +163,8 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     if variant.startswith("seeds"):
         tps, warmup = stacked_tokens_per_s(p, int(variant[5:]), n)
     else:
-        with tempfile.TemporaryDirectory() as d:
-            T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)
+        with tempfile.TemporaryDirectory() as d, T.compiling(p, auto=False, log=lambda s: None):
+            T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)  # as train() runs it
             recs = [json.loads(ln) for ln in (Path(d) / "metrics.jsonl").read_text().splitlines()]
         windows = [r["tokens_per_s"] for r in recs if r["split"] == "train"]
         tps, warmup = windows[-1], n * p.tokens_per_step / windows[0]

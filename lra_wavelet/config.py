@@ -116,8 +116,9 @@ class TrainConfig:
     length_buckets: int = 0
     lazy_metrics: bool = True  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
     prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
-    # attention heads narrower than this are zero-padded to it for SDPA (0: never): the same attention, but a
-    # width more kernels accept (Pathfinder's heads are 4 wide; bench_attention.py times the kernels)
+    # attention heads narrower than this are zero-padded to it for SDPA (0: never): the same attention (under
+    # attention dropout the same in distribution: another kernel draws its masks differently), but a width more
+    # kernels accept (Pathfinder's heads are 4 wide; bench_attention.py times the kernels)
     attn_pad_heads: int = 0
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
     # eval_batches x batch_size examples, so only the grouping changes

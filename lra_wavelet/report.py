@@ -269,10 +269,10 @@ def _not_finished(runs: pd.DataFrame, ok: bool = False) -> str:
 
 
 def _none_finished(runs: pd.DataFrame, extra: str) -> str:
-    """A cell that gives no number: 'unfinished' when every seed was only stopped (partial rows: the next sweep
-    runs them again, from their checkpoints where those still exist), else FAIL (failed, diverged, or finished
-    without a usable value)."""
-    return f"{'unfinished' if (runs.status == 'partial').all() else 'FAIL'} ({extra})"
+    """A cell that gives no number: 'unfinished' when a seed was only stopped (partial rows: the next sweep runs
+    it again, from its checkpoint where that still exists) and none failed or diverged, else FAIL."""
+    stopped = (runs.status == "partial").any() and not runs.status.isin(["failed", "diverged", "incomplete"]).any()
+    return f"{'unfinished' if stopped else 'FAIL'} ({extra})"
 
 
 def _pooled(runs: pd.DataFrame) -> bool:
@@ -455,6 +455,8 @@ def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
             unfinished = _not_finished(cell)
             extra = ", ".join([*(f"{n} {k}" for k, n in counts.items()), *([unfinished] if unfinished else [])])
             row[col] = _none_finished(cell, extra)
+            if len(speeds) == len(cell) and set(counts.index) == {"no curve"}:  # finished, only the curves missing
+                row[col] = f"— ({extra})"
             if not speeds:  # no seed finished: nothing to summarise (as in lra_summary.csv)
                 continue
             step = float(np.median([s["step"] for s in fast])) if fast else np.nan

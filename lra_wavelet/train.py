@@ -820,7 +820,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
         return
     run_id, _ = run_paths(p.cfg)
     env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world,
-           "compiled": p.cfg.train.compile}
+           "compiled": p.cfg.train.compile}  # (what was asked; compiling() adds the graphs it made)
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)
         for name in ("metrics.jsonl", "best.pt"):
@@ -1053,7 +1053,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, progress: b
                 log(f"resuming {run_dir} at step {start}" + (f" (continuing {source.parent.name})"
                                                            if source.parent != run_dir else ""))
         prepare_run_dir(p, run_dir, start, source)
-        with compiling(p, auto=cfg.train.compile is None, log=log if p.main else (lambda s: None)):
+        with compiling(p, auto=cfg.train.compile is None, log=log if p.main else (lambda s: None), run_dir=run_dir):
             return run_loop(p, run_dir, start, best, wall, progress, log if p.main else (lambda s: None))
 
 
@@ -1065,31 +1065,42 @@ def compiled_graphs() -> int:
 
 
 @contextlib.contextmanager
-def compiling(p: Parts, auto: bool, log):
+def compiling(p: Parts, auto: bool, log, run_dir: Optional[Path] = None):
     """Around a compiled run's loop (nothing for an eager one):
-    * a fresh dynamo state: every model's forward is one code object (SequenceModel.forward), so the graphs of
-      the runs before this one in the process (a sweep's cells) would count towards dynamo's recompile limit,
-      past which it runs the model eagerly without an error (here, not in build: a benchmark may hold several
-      compiled models at once); room for 32 graphs (a graph per length bucket and mode);
-    * with train.compile auto, a model the compiler fails on runs eagerly (dynamo's suppress_errors) instead of
-      failing the run; compile set to true fails it;
-    * a run that compiled nothing says so in the log."""
+    * a fresh dynamo state, on entry and on exit: every model's forward is one code object
+      (SequenceModel.forward), so the graphs of the runs before this one in the process (a sweep's cells) would
+      count towards dynamo's recompile limit, past which it runs the model eagerly without an error (here, not
+      in build: a benchmark may hold several compiled models at once); room for 32 graphs (one per length
+      bucket and mode);
+    * with train.compile auto, a model the compiler fails on runs eagerly (dynamo's suppress_errors, with the
+      backward compiled at once so that its failure falls back too) instead of failing the run; compile set to
+      true fails it (unless TORCHDYNAMO_SUPPRESS_ERRORS is set);
+    * the graphs compiled go into env.json (`graphs_compiled`), and a run that compiled none says so."""
     if not p.cfg.train.compile:
         yield
         return
     import torch._dynamo
+    import torch._functorch.config
 
-    config = torch._dynamo.config
-    limit = next(n for n in ("recompile_limit", "cache_size_limit") if hasattr(config, n))  # (renamed in 2.6)
-    saved = {limit: getattr(config, limit), "suppress_errors": config.suppress_errors}
+    settings = [(torch._dynamo.config, next(n for n in ("recompile_limit", "cache_size_limit")  # (renamed in 2.6)
+                                            if hasattr(torch._dynamo.config, n)), None),
+                (torch._dynamo.config, "suppress_errors", auto or torch._dynamo.config.suppress_errors)]
+    if auto and hasattr(torch._functorch.config, "force_non_lazy_backward_lowering"):  # (torch >= 2.5)
+        settings.append((torch._functorch.config, "force_non_lazy_backward_lowering", True))
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in settings]
     torch._dynamo.reset()
-    setattr(config, limit, max(saved[limit], 32))
-    config.suppress_errors = auto or saved["suppress_errors"]
+    for mod, name, value in settings:
+        setattr(mod, name, max(getattr(mod, name), 32) if value is None else value)
     before = compiled_graphs()
     try:
         yield
-    finally:
-        for k, v in saved.items():
-            setattr(config, k, v)
-        if compiled_graphs() == before:
+        graphs = compiled_graphs() - before
+        if run_dir is not None and p.main and (run_dir / "env.json").is_file():
+            env = json.loads((run_dir / "env.json").read_text())
+            results.write_json(run_dir / "env.json", {**env, "graphs_compiled": graphs})
+        if not graphs:
             log("train.compile: nothing was compiled (the compiler failed or was not reached): the run was eager")
+    finally:
+        for mod, name, value in saved:
+            setattr(mod, name, value)
+        torch._dynamo.reset()

@@ -72,6 +72,11 @@ def test_all_seeds_diverged_is_fail_with_the_count(tmp_path):
     speed, _ = report.lra_speed_table(report.load_rows([tmp_path]), report.load_curves([tmp_path]))
     cells = dict(zip(speed.Model, speed.ListOps))  # steps: none to give, but only the stopped seed is unfinished
     assert cells["transformer"] == "FAIL (1 collapsed)" and cells["gpt"] == "unfinished (1 partial)"
+    make_run(tmp_path, model="transformer", seed=1, status="partial", step=2)  # may still give a number
+    (make_run(tmp_path, model="fnet", seed=0) / "metrics.jsonl").unlink()  # finished, its curve lost
+    speed, _ = report.lra_speed_table(report.load_rows([tmp_path]), report.load_curves([tmp_path]))
+    cells = dict(zip(speed.Model, speed.ListOps))
+    assert cells["transformer"] == "unfinished (1 collapsed, 1 partial)" and cells["fnet"] == "— (1 no curve)"
 
 
 def test_different_configurations_are_never_pooled_silently(tmp_path, capsys):

@@ -193,8 +193,8 @@ def test_compile_is_on_by_default_only_for_classification_on_cuda(tmp_path):
 
 def test_a_compiled_run_resets_dynamo_keeps_auto_in_its_config_and_says_it_compiled(tmp_path, monkeypatch):
     """A sweep trains its cells in one process and every model's forward is one code object, so each compiled
-    run resets dynamo first (or earlier cells' graphs would use up its recompile limit and later cells would
-    run eagerly without a word); building alone does not (a benchmark may hold several compiled models).
+    run resets dynamo before and after its loop (or earlier cells' graphs would use up its recompile limit and
+    later cells would run eagerly without a word); building alone does not (a benchmark may hold several compiled models).
     config.yaml keeps train.compile as given (auto), env.json says what the run did. torch.compile is replaced
     by the identity here: compiling costs half a minute on the CPU, and only the plumbing is tested."""
     import torch
@@ -209,7 +209,7 @@ def test_a_compiled_run_resets_dynamo_keeps_auto_in_its_config_and_says_it_compi
     T.build(tiny(tmp_path / "a", "gpt"))
     assert resets == []
     out = T.train(tiny(tmp_path / "b", "wavelet"), progress=False)
-    assert resets == [1] and out.status == "ok"
+    assert resets == [1, 1] and out.status == "ok"  # on entering the loop and on leaving it
     assert yaml.safe_load((out.run_dir / "config.yaml").read_text())["train"]["compile"] is None
     assert json.loads((out.run_dir / "env.json").read_text())["compiled"] is True
 
@@ -248,20 +248,29 @@ def test_a_resume_restores_the_checkpoints_curve_or_trims_the_folders(tmp_path):
         assert [r["step"] for r in kept] == [2, 4] and [r["loss"] for r in kept] == expected
 
 
-def test_auto_compile_falls_back_to_eager_when_the_compiler_fails_and_says_so(tmp_path, monkeypatch):
-    """A backend that raises: with train.compile auto the run still finishes (eagerly) and its log says nothing
-    was compiled; with train.compile=true the failure is the run's, recorded."""
+@pytest.mark.parametrize("part", ["forward", "backward"])
+def test_auto_compile_falls_back_to_eager_when_the_compiler_fails_and_says_so(tmp_path, monkeypatch, part):
+    """A compiler that raises on the forward or (compiled lazily, at the first backward) the backward graph:
+    with train.compile auto the run still finishes (eagerly, said in the log, graphs_compiled in env.json);
+    with train.compile=true the failure is the run's."""
     import torch
+    from torch._dynamo.backends.common import aot_autograd
 
     def broken(gm, inputs):
-        raise RuntimeError("backend failure (simulated)")
+        raise RuntimeError("compiler failure (simulated)")
 
+    works = lambda gm, inputs: gm  # noqa: E731
+    backend = aot_autograd(fw_compiler=broken if part == "forward" else works,
+                           bw_compiler=broken if part == "backward" else works)
     real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend=broken))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend=backend))
     monkeypatch.setattr(T, "compile_by_default", lambda device, task: True)
     said = []
     out = T.train(tiny(tmp_path / "auto", "gpt"), progress=False, log=said.append)
-    assert out.status == "ok" and any("nothing was compiled" in s for s in said)
+    assert out.status == "ok"
+    graphs = json.loads((out.run_dir / "env.json").read_text())["graphs_compiled"]
+    assert (graphs == 0) == any("nothing was compiled" in s for s in said)
+    said.clear()
     with pytest.raises(Exception, match="simulated"):
         T.train(tiny(tmp_path / "on", "gpt", "train.compile=true"), progress=False, log=said.append)
-    assert not torch._dynamo.config.suppress_errors  # restored
+    assert not torch._dynamo.config.suppress_errors and not any("nothing was compiled" in s for s in said)

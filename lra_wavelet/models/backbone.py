@@ -62,8 +62,8 @@ class Attention(nn.Module):
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
         hs = q.shape[-1]
-        if self.pad_heads_to > hs:  # zeros change no q.k and give zero output columns: the same attention, but
-            # a width more kernels take (cuDNN refuses a width of 4, Pathfinder's)
+        if self.pad_heads_to > hs:  # zeros change no q.k and give zero output columns: the same attention (its
+            # dropout the same in distribution), but a width more kernels take (cuDNN refuses Pathfinder's 4)
             pad = (0, self.pad_heads_to - hs)
             y = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), attn_mask=attn_mask,
                                                is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0,
