@@ -221,6 +221,7 @@ class Parts:
     trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
     curves: loggers.Logger = field(default_factory=loggers.Logger)  # TensorBoard / W&B views (train.logger)
     resumed_curve: Optional[str] = None  # metrics.jsonl as it was when the checkpoint resumed from was saved
+    resumed_best: Optional[dict] = None  # best.pt's weights then (train.test_on=best)
     given: Optional[RunConfig] = None  # the config as given (auto values unresolved): what config.yaml records
 
     @property
@@ -424,16 +425,19 @@ def evaluate_split(p: Parts, name: str, whole: bool = False) -> dict:
 
 def save_checkpoint(p: Parts, path: Path, step: int, best: Optional[dict], wall: float) -> None:
     """Everything `load_checkpoint` needs to continue bit-for-bit: weights, optimiser, schedule, RNG, step, and
-    the curve so far (metrics.jsonl beside it), so that a resume restores the curve of the run it continues
-    even if the folder's file was since replaced (by an older copy of the folder, say)."""
+    the curve so far (metrics.jsonl beside it) and, with train.test_on=best, the best weights (best.pt), so that
+    a resume restores those of the run it continues even if the folder's files were since replaced (by an older
+    copy of the folder, or by the interrupted attempt after this checkpoint)."""
     if not p.main:
         return
     state = {"model": p.model.state_dict(), "optimizer": p.opt.state_dict(), "scheduler": p.sched.state_dict(),
              "rng": {"torch": torch.get_rng_state(),
                      "cuda": torch.cuda.get_rng_state(p.device) if p.device.type == "cuda" else None},
              "step": step, "best": best, "wall_time_s": wall, "config_hash": p.cfg.hash}
-    curve = path.parent / "metrics.jsonl"
+    curve, best_pt = path.parent / "metrics.jsonl", path.parent / "best.pt"
     state["metrics"] = curve.read_text() if curve.is_file() else ""
+    if p.cfg.train.test_on == "best" and best_pt.is_file():  # the weights `best` names, as they are now
+        state["best_model"] = torch.load(best_pt, map_location="cpu", weights_only=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -450,6 +454,7 @@ def load_checkpoint(p: Parts, path: Path) -> tuple[int, Optional[dict], float]:
     if p.device.type == "cuda" and ck["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state(ck["rng"]["cuda"], p.device)
     p.resumed_curve = ck.get("metrics")  # (None in checkpoints made before the curve was kept in them)
+    p.resumed_best = ck.get("best_model")
     return ck["step"], ck["best"], ck["wall_time_s"]
 
 
@@ -828,6 +833,9 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
                 shutil.copyfile(source.parent / name, run_dir / name)
     if source is not None and p.resumed_curve is not None:
         results.atomic_write_text(run_dir / "metrics.jsonl", p.resumed_curve)
+    if source is not None and p.resumed_best is not None:  # not a best.pt the abandoned attempt wrote later
+        torch.save(p.resumed_best, run_dir / "best.tmp")
+        os.replace(run_dir / "best.tmp", run_dir / "best.pt")
     config_mod.save(p.given or p.cfg, run_dir / "config.yaml")
     results.write_json(run_dir / "env.json", env)
     _truncate_metrics(run_dir / "metrics.jsonl", start)

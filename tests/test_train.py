@@ -274,3 +274,21 @@ def test_auto_compile_falls_back_to_eager_when_the_compiler_fails_and_says_so(tm
     with pytest.raises(Exception, match="simulated"):
         T.train(tiny(tmp_path / "on", "gpt", "train.compile=true"), progress=False, log=said.append)
     assert not torch._dynamo.config.suppress_errors and not any("nothing was compiled" in s for s in said)
+
+
+def test_a_resume_restores_the_best_weights_of_its_checkpoint(tmp_path):
+    """train.test_on=best: best.pt written after the checkpoint (by the attempt that was then interrupted) is
+    replaced on resume by the best weights as they were when the checkpoint was saved."""
+    import torch
+
+    p = T.build(tiny(tmp_path, "wavelet", "train.test_on=best"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    then = {k: v.clone() for k, v in p.model.state_dict().items()}
+    torch.save(then, run_dir / "best.pt")
+    T.save_checkpoint(p, run_dir / "checkpoint.pt", 4, {"step": 4, "value": 0.5, "metrics": {}}, 1.0)
+    torch.save({k: v + 1 for k, v in then.items()}, run_dir / "best.pt")  # a later best of the lost attempt
+    T.load_checkpoint(p, run_dir / "checkpoint.pt")
+    T.prepare_run_dir(p, run_dir, 4, run_dir / "checkpoint.pt")
+    restored = torch.load(run_dir / "best.pt", weights_only=True)
+    assert all(torch.equal(restored[k], then[k]) for k in then)
