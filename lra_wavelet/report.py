@@ -365,6 +365,56 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
     return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
 
 
+def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), and the `level` confidence interval of that difference by Welch's t), each seed one
+    sample; NaN bounds when a side has fewer than two seeds."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return d, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return d, d, d
+    from scipy.stats import t as student_t
+
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(student_t.ppf(0.5 + level / 2, dof)) * float(np.sqrt(va + vb))
+    return d, d - half, d + half
+
+
+def _union_marks(*marks: str) -> str:
+    chars = {c for m in marks for c in m.strip()}
+    return "".join(f" {c}" for c in MARKS if c in chars)
+
+
+def lra_compare_table(df: pd.DataFrame, include_reduced: bool = False, base: str = "wavelet") -> pd.DataFrame:
+    """WaveletGPT (`base`) against every other model of the same setup, per LRA task: the difference of mean test
+    accuracy (points) with its 95% Welch interval over seeds, and what the interval says. The runs are the
+    accuracy table's (finished seeds, collapsed ones included, as there)."""
+    runs, _, setups = lra_runs(df, include_reduced)
+    ok = runs[(runs.status == "ok") & runs.value.notna()]
+    order = {m: i for i, m in enumerate(LRA_MODELS)}
+    rows = []
+    for setup in sorted({s for m, s in setups if m == base}, key=lambda s: (s != "reference", s)):
+        for t, col in LRA_TASKS.items():
+            a = ok[(ok.model == base) & (ok.setup == setup) & (ok.task == t)]
+            if not len(a):
+                continue
+            scale = 100.0 if a.metric.iloc[0] == "accuracy" else 1.0
+            others = sorted(set(ok[(ok.setup == setup) & (ok.task == t)].model) - {base},
+                            key=lambda m: (order.get(m, len(order)), m))
+            for m in others:
+                b = ok[(ok.model == m) & (ok.setup == setup) & (ok.task == t)]
+                d, lo, hi = welch_interval(a.value * scale, b.value * scale)
+                reading = ("too few seeds" if np.isnan(lo) else f"{base} higher" if lo > 0 else
+                           f"{base} lower" if hi < 0 else "no clear difference")
+                rows.append({"Task": col, "Setup": setup, base: _fmt(a.value.tolist(), scale=scale), "vs": m,
+                             "Other": _fmt(b.value.tolist(), scale=scale), "Difference": f"{d:+.2f}",
+                             "95% interval": "—" if np.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]",
+                             "Reading": reading + _union_marks(cell_marks(a), cell_marks(b))})
+    return pd.DataFrame(rows)
+
+
 def _n_collapsed(df: pd.DataFrame, ok: pd.DataFrame) -> int:
     """How many of a cell's finished runs tested no better than a constant guess (`collapsed`, on their test
     accuracy and macro-F1): they stay in the mean, as the protocol counts them, and are named beside n."""
@@ -649,8 +699,9 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "Test accuracy (%), mean ± std over seeds (n = seeds that finished; seeds that diverged or failed are "
             "counted beside n; k collapsed = k of the n finished seeds tested no better than a constant guess: at or "
             "below chance, or a macro-F1 no higher than always guessing one class; they are in the mean). "
-            "'—' = not run; FAIL = no number (seeds failed, diverged or left no usable value); unfinished = every seed was "
-            "stopped before the end (the next sweep runs it again, from its checkpoint where that still exists). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
+            "'—' = not run; FAIL = no number (seeds failed, diverged or left no usable value); unfinished = a seed was stopped "
+            "before the end and none failed (the next sweep runs it again, from its checkpoint where that still "
+            "exists). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
             "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; custom = "
             "other settings (lra_summary.csv lists them); not recorded = no config.yaml beside the rows. "
             "* = less than the reference budget (fewer steps, smaller batches or capped splits): a smoke run, "
@@ -664,6 +715,8 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
         written["lra_speed"] = _write(out / "lra_speed", speed, title,
                                       "\n\n".join([SPEED_NOTE, *speed.attrs.get("notes", [])]))
         results.atomic_write_text(out / "lra_speed_summary.csv", speed_summary.to_csv(index=False))
+        written["lra_compare"] = _write(out / "lra_compare", lra_compare_table(df, include_reduced),
+                                        "LRA: WaveletGPT against each model", COMPARE_NOTE)
     if "pretrain" in tables:
         table = pretrain_table(curves, df)
         note = ("Base = the GPT baseline's final validation NLL (nats/token); Ours = WaveletGPT's at the same step; "
@@ -679,6 +732,15 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
                                      "and configuration (reference, a preset, or custom with the id of its "
                                      "configuration): runs of different configurations are never averaged together.")
     return {k: v for k, v in written.items() if v is not None}
+
+
+COMPARE_NOTE = (
+    "Test accuracy (%) of WaveletGPT (wavelet) and of each other model in the same setup and task, mean ± std over "
+    "the seeds that finished (collapsed seeds included, as in lra_table). Difference = wavelet's mean minus the "
+    "other's, in points; 95% interval: Welch's t over seeds, each seed one sample (with 3 seeds a side the "
+    "interval is wide). Reading: 'higher' / 'lower' when "
+    "the interval excludes 0, else 'no clear difference'; 'too few seeds' below two on a side. Marks as in "
+    "lra_table (* † ‡).")
 
 
 SPEED_NOTE = (
