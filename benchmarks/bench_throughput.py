@@ -13,7 +13,8 @@ documents for retrieval). --repeat N measures every cell N times, the variants o
 (so a drift of the machine falls on all of them); the table shows the median and the min-max spread. Cells run
 in order until --budget-s (540 s) has passed; the rest are marked "not run".
 
-Compilation: every cell starts from a fresh torch._dynamo state (torch._dynamo.reset()). All cells run in one
+Compilation: every cell runs its loop as train() does, inside `train.compiling` (a fresh torch._dynamo state,
+room for 32 graphs). All cells run in one
 process and every model's forward is the same code object (SequenceModel.forward), so without the reset dynamo
 counts each new model as a recompilation of that function and, past its recompile limit (8), runs the rest
 eagerly without an error. A compiled cell also counts the graphs dynamo compiled during it; one that compiled
@@ -131,18 +132,6 @@ def stacked_tokens_per_s(p, seeds: int, n: int) -> tuple[float, float]:
     return seeds * n * p.tokens_per_step / (ends[3] - ends[2]), ends[1] - ends[0]
 
 
-def dynamo_graphs(reset: bool = False) -> int:
-    """Graphs torch._dynamo has compiled in this process so far (its own counter, which its reset keeps); reset:
-    first clear its caches, so that the next model compiles as in a fresh process (see the module docstring).
-    Imported here: seconds of import that only the compiled cells need."""
-    import torch._dynamo
-    from torch._dynamo.utils import counters
-
-    if reset:
-        torch._dynamo.reset()
-    return counters["stats"]["unique_graphs"]
-
-
 def measure(task_name: str, model: str, variant: str, args, device: torch.device) -> dict:
     """One cell: the trainer's loop for 3 windows of args.steps steps; tokens/s of the last window."""
     n = args.steps
@@ -157,8 +146,9 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     splits = None
     if args.data == "synthetic":
         splits = {k: SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
-    graphs = dynamo_graphs(reset=True) if cfg.train.compile else 0
     p = T.build(cfg, device, task=task, splits=splits)
+    compiled = p.cfg.train.compile
+    graphs = T.compiled_graphs() if compiled else 0
     fpe = flops.count(p.model, task)["flops_per_example"]
     if variant.startswith("seeds"):
         tps, warmup = stacked_tokens_per_s(p, int(variant[5:]), n)
@@ -171,8 +161,7 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     tokens_per_example = p.tokens_per_step / cfg.train.batch_size
     steps_per_s = tps / p.tokens_per_step  # seeds3: seed-steps per second (a stacked step advances every seed)
     return {"tokens_per_s": tps, "flops_per_s": 3 * fpe * tps / tokens_per_example, "steps_per_s": steps_per_s,
-            "warmup_s": warmup, "compiled": cfg.train.compile,
-            "graphs": dynamo_graphs() - graphs if cfg.train.compile else 0,
+            "warmup_s": warmup, "compiled": compiled, "graphs": T.compiled_graphs() - graphs if compiled else 0,
             "ref_steps": reference.train.max_steps, "batch": cfg.train.batch_size, "seq": task.seq_len}
 
 
