@@ -381,15 +381,11 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
         if i % world != rank:
             continue
         b = to_device(trim_padding(batch, task.pad_id, buckets=length_buckets(cfg.train)) if trim else batch, device)
-        if cfg.train.compile and len(b["x"]) < bs:  # a short last group, filled with copies of its last row (dropped
-            # below): one shape per pass, not a second compiled graph
-            x = b["x"]
-            fill = x[-1:].expand(bs - len(x), *x.shape[1:])
-            with amp():
-                logits = model({**b, "x": torch.cat([x, fill])})[:len(x)]
-        else:
-            with amp():
-                logits = model(b)
+        x, n = b["x"], len(b["x"])
+        if cfg.train.compile and n < bs:  # a short last group, filled with copies of its last row (their logits
+            x = torch.cat([x, x[-1:].expand(bs - n, *x.shape[1:])])  # dropped): one shape, not a second graph
+        with amp():
+            logits = model({**b, "x": x})[:n]
         # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
         loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), b["y"].reshape(-1),
                                     reduction="sum")
@@ -1090,15 +1086,15 @@ def compiling(p: Parts, auto: bool, log, run_dir: Optional[Path] = None):
     import torch._dynamo
     import torch._functorch.config
 
-    settings = [(torch._dynamo.config, next(n for n in ("recompile_limit", "cache_size_limit")  # (renamed in 2.6)
-                                            if hasattr(torch._dynamo.config, n)), None),
-                (torch._dynamo.config, "suppress_errors", auto or torch._dynamo.config.suppress_errors)]
+    dyn = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(dyn, "recompile_limit") else "cache_size_limit"  # (renamed in 2.6)
+    settings = {(dyn, limit): max(getattr(dyn, limit), 32), (dyn, "suppress_errors"): auto or dyn.suppress_errors}
     if auto and hasattr(torch._functorch.config, "force_non_lazy_backward_lowering"):  # (torch >= 2.5)
-        settings.append((torch._functorch.config, "force_non_lazy_backward_lowering", True))
-    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in settings]
+        settings[(torch._functorch.config, "force_non_lazy_backward_lowering")] = True
+    saved = {key: getattr(*key) for key in settings}
     torch._dynamo.reset()
-    for mod, name, value in settings:
-        setattr(mod, name, max(getattr(mod, name), 32) if value is None else value)
+    for (mod, name), value in settings.items():
+        setattr(mod, name, value)
     before = compiled_graphs()
     try:
         yield
@@ -1109,6 +1105,6 @@ def compiling(p: Parts, auto: bool, log, run_dir: Optional[Path] = None):
         if not graphs:
             log("train.compile: nothing was compiled (the compiler failed or was not reached): the run was eager")
     finally:
-        for mod, name, value in saved:
+        for (mod, name), value in saved.items():
             setattr(mod, name, value)
         torch._dynamo.reset()

@@ -61,16 +61,13 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
-        hs = q.shape[-1]
-        if self.pad_heads_to > hs:  # zeros change no q.k and give zero output columns: the same attention (its
-            # dropout the same in distribution), but a width more kernels take (cuDNN refuses Pathfinder's 4)
-            pad = (0, self.pad_heads_to - hs)
-            y = F.scaled_dot_product_attention(F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), attn_mask=attn_mask,
-                                               is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0,
-                                               scale=hs ** -0.5)[..., :hs]
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal,
-                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        hs, pad = q.shape[-1], max(self.pad_heads_to - q.shape[-1], 0)
+        # zero-padded heads: no q.k changes and the extra output columns are zero, so the same attention (its
+        # dropout the same in distribution), at a width more kernels take (cuDNN refuses Pathfinder's 4)
+        qp, kp, vp = (F.pad(t, (0, pad)) for t in (q, k, v)) if pad else (q, k, v)
+        y = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=attn_mask, is_causal=self.causal,
+                                           dropout_p=self.dropout if self.training else 0.0,
+                                           scale=hs ** -0.5 if pad else None)[..., :hs]  # (B, nh, T, hs)
         if attn_mask is not None and self.uniform_padded:
             y = torch.where(mask[:, None, :, None], y, v.mean(2, keepdim=True))
         return self.proj(y.transpose(1, 2).reshape(B, T, self.inner))
