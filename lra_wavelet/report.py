@@ -366,20 +366,18 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
 
 
 def welch_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), and the `level` confidence interval of that difference by Welch's t), each seed one
-    sample; NaN bounds when a side has fewer than two seeds."""
+    """(mean(a) - mean(b), and the `level` confidence interval of that difference by Welch's t-test, scipy's),
+    each seed one sample; NaN bounds when a side has fewer than two seeds, none when neither side varies."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return d, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    if va + vb == 0:
+    if a.var() + b.var() == 0:  # (scipy's interval is NaN there)
         return d, d, d
-    from scipy.stats import t as student_t
+    from scipy.stats import ttest_ind
 
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(student_t.ppf(0.5 + level / 2, dof)) * float(np.sqrt(va + vb))
-    return d, d - half, d + half
+    ci = ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return d, float(ci.low), float(ci.high)
 
 
 def _union_marks(*marks: str) -> str:

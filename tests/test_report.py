@@ -259,8 +259,9 @@ def test_lra_curves_draw_one_panel_per_task_and_keep_configurations_apart(tmp_pa
 
 
 def test_compare_table_gives_welch_intervals_of_wavelet_against_each_model(tmp_path):
-    """lra_compare: wavelet minus each other model of the same setup and task, with the 95% interval that
-    scipy's Welch t-test gives; one seed on a side is 'too few seeds'; written by `report`."""
+    """lra_compare: wavelet minus each other model of the same setup and task (in points), with the 95% interval
+    of scipy's Welch t-test; an interval above 0 reads 'higher', one across 0 'no clear difference', one seed on a
+    side 'too few seeds'; written by `report`."""
     from scipy import stats
 
     wav, gpt = [0.40, 0.41, 0.43], [0.30, 0.32, 0.29]
@@ -268,12 +269,15 @@ def test_compare_table_gives_welch_intervals_of_wavelet_against_each_model(tmp_p
         make_run(tmp_path, model="wavelet", seed=seed, value=w)
         make_run(tmp_path, model="gpt", seed=seed, value=g)
     make_run(tmp_path, model="fnet", seed=0, value=0.5)
+    for seed, v in enumerate([0.2, 0.6, 0.4]):  # a mean near wavelet's, a wide spread
+        make_run(tmp_path, model="transformer", seed=seed, value=v)
     table = report.lra_compare_table(report.load_rows([tmp_path]))
     rows = {r.vs: r for r in table.itertuples()}
     ci = stats.ttest_ind([100 * v for v in wav], [100 * v for v in gpt], equal_var=False).confidence_interval()
     assert rows["gpt"].Difference == f"{100 * (np.mean(wav) - np.mean(gpt)):+.2f}"
     assert table.set_index("vs").loc["gpt", "95% interval"] == f"[{ci.low:+.2f}, {ci.high:+.2f}]"
     assert rows["gpt"].Reading == "wavelet higher"
-    assert rows["fnet"].Reading == "too few seeds" and list(table.vs) == ["fnet", "gpt"]  # table order
+    assert rows["transformer"].Reading == "no clear difference" and rows["transformer"].Difference.startswith("+")
+    assert rows["fnet"].Reading == "too few seeds" and list(table.vs) == ["transformer", "fnet", "gpt"]  # order
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra"]) == 0
     assert "| ListOps | reference |" in (tmp_path / "rep" / "lra_compare.md").read_text()
