@@ -381,11 +381,11 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
         if i % world != rank:
             continue
         b = to_device(trim_padding(batch, task.pad_id, buckets=length_buckets(cfg.train)) if trim else batch, device)
-        x, n = b["x"], len(b["x"])
-        if cfg.train.compile and n < bs:  # a short last group, filled with copies of its last row (their logits
-            x = torch.cat([x, x[-1:].expand(bs - n, *x.shape[1:])])  # dropped): one shape, not a second graph
+        x, rows = b["x"], len(b["x"])
+        if cfg.train.compile and rows < bs:  # a short last group, filled with copies of its last row (their
+            x = torch.cat([x, x[-1:].expand(bs - rows, *x.shape[1:])])  # logits dropped): one shape, one graph
         with amp():
-            logits = model({**b, "x": x})[:n]
+            logits = model({**b, "x": x})[:rows]
         # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
         loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), b["y"].reshape(-1),
                                     reduction="sum")
