@@ -149,7 +149,13 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     p = T.build(cfg, device, task=task, splits=splits)
     compiled = p.cfg.train.compile
     graphs = T.compiled_graphs() if compiled else 0
+    # MFU counts the model's own FLOPs: zero columns of padded heads (train.attn_pad_heads) are not the model's
+    padded = [(m, m.pad_heads_to) for m in p.model.modules() if getattr(m, "pad_heads_to", 0)]
+    for m, _ in padded:
+        m.pad_heads_to = 0
     fpe = flops.count(p.model, task)["flops_per_example"]
+    for m, width in padded:
+        m.pad_heads_to = width
     if variant.startswith("seeds"):
         tps, warmup = stacked_tokens_per_s(p, int(variant[5:]), n)
     else:

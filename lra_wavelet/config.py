@@ -118,7 +118,8 @@ class TrainConfig:
     prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
     # attention heads narrower than this are zero-padded to it for SDPA (0: never): the same attention (under
     # attention dropout the same in distribution: another kernel draws its masks differently), but a width more
-    # kernels accept (Pathfinder's heads are 4 wide; bench_attention.py times the kernels)
+    # kernels accept (Pathfinder's heads are 4 wide). Measured no faster on the H200: flash pads width 4 itself
+    # (results/benchmarks/throughput.md)
     attn_pad_heads: int = 0
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
     # eval_batches x batch_size examples, so only the grouping changes

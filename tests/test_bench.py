@@ -41,3 +41,13 @@ def test_each_compiled_cell_compiles_in_a_fresh_dynamo_state(monkeypatch):
     rs = [bench.measure("listops", m, "compiled", QUICK, CPU) for m in ("transformer", "wavelet")]
     assert all(r["graphs"] > 0 for r in rs) and len(resets) == 2 * len(rs)
     assert "not compiled" not in bench.cell(rs[1:], None, None, 1)
+
+
+def test_mfu_counts_the_models_flops_not_the_zero_columns_of_padded_heads():
+    """train.attn_pad_heads=8 pads Pathfinder's 4-wide heads: the kernel does more work, the model does not, so a
+    cell's FLOPs per token are the same with and without the padding (and the padding is back on afterwards)."""
+    narrow = ["model.qkv_dim=8"]  # 2 heads of width 4 at the quick size, as Pathfinder's
+    runs = [argparse.Namespace(**{**vars(QUICK), "set": narrow + extra}) for extra in ([], ["train.attn_pad_heads=8"])]
+    per_token = [r["flops_per_s"] / r["tokens_per_s"]
+                 for r in (bench.measure("pathfinder", "transformer", "base", a, CPU) for a in runs)]
+    assert per_token[0] == pytest.approx(per_token[1], rel=1e-9)
