@@ -54,7 +54,9 @@ def write_plots(paths, out: Path, include_reduced: bool = False) -> list[Path]:
                         "or result.csv)")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    val = curves[curves.split == "val"] if len(curves) else curves
+    # a run stopped before its end (partial) is run again by the next sweep: its curve is not averaged in
+    unfinished = set(df.run_id[df.status == "partial"]) if len(df) else set()
+    val = curves[(curves.split == "val") & ~curves.run_id.isin(unfinished)] if len(curves) else curves
     for task, g in (val.groupby("task") if len(val) else []):
         written.append(_save(curve_figure(task, g), out / f"curves_{task}.png", plt))
     _, summary = lra_table(df, include_reduced)

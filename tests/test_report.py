@@ -281,3 +281,23 @@ def test_compare_table_gives_welch_intervals_of_wavelet_against_each_model(tmp_p
     assert rows["fnet"].Reading == "too few seeds" and list(table.vs) == ["transformer", "fnet", "gpt"]  # order
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra"]) == 0
     assert "| ListOps | reference |" in (tmp_path / "rep" / "lra_compare.md").read_text()
+
+
+def test_task_curves_leave_out_runs_stopped_before_their_end(tmp_path, monkeypatch):
+    """curves_<task>.png: a partial run (stopped by a time limit, to be run again) is not averaged into the mean
+    over seeds; a diverged run stays visible."""
+    from lra_wavelet import plot
+
+    make_run(tmp_path, seed=0, curve=(0.2, 0.3))
+    partial = make_run(tmp_path, seed=1, status="partial", step=10, curve=(0.9,))
+    diverged = make_run(tmp_path, seed=2, status="diverged", step=20, curve=(0.1, 0.1))
+    drawn = {}
+
+    def curve_figure(task, g):
+        drawn[task] = g
+        return plot._pyplot().figure()
+
+    monkeypatch.setattr(plot, "curve_figure", curve_figure)
+    plot.write_plots([tmp_path], tmp_path / "fig")
+    run_ids = set(drawn["listops"].run_id)
+    assert partial.name not in run_ids and diverged.name in run_ids and len(run_ids) == 2
