@@ -305,11 +305,13 @@ def cifar_batch(n: int, seed: int, label_offset: int = 0) -> dict:
 def write_cifar(d: Path, per_batch: int = 4, n_test: int = 3) -> list[dict]:
     d.mkdir(parents=True)
     batches = [cifar_batch(per_batch, i, i) for i in range(1, 6)] + [cifar_batch(n_test, 9)]
-    # image 0 of batch 1: pixel (0, 0) pure red, pixel (1, 2) = (10, 20, 250), pixel (0, 1) = (0, 0, 250)
+    # image 0 of batch 1: pixel (0, 0) pure red, pixel (1, 2) = (10, 20, 250), pixel (0, 1) = (0, 0, 250),
+    # pixel (0, 2) = (0, 0, 5)
     img = batches[0][b"data"][0]
     img[[0, 1024, 2048]] = (255, 0, 0)
     img[[34, 1024 + 34, 2048 + 34]] = (10, 20, 250)
     img[[1, 1025, 2049]] = (0, 0, 250)
+    img[[2, 1026, 2050]] = (0, 0, 5)
     for name, b in zip([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], batches):
         with open(d / name, "wb") as f:
             pickle.dump(b, f)
@@ -326,15 +328,18 @@ def test_image_reads_cifar_pickles_in_order_with_the_grayscale_formula(tmp_path)
     labels = sum((b[b"labels"] for b in batches[:5]), [])
     assert s["train"].y.tolist() == labels[:18] and s["val"].y.tolist() == labels[18:]
     assert s["test"].y.tolist() == batches[5][b"labels"]
+    # the benchmark's tf.image.rgb_to_grayscale: g = 0.2989 R + 0.5870 G + 0.1140 B on pixels scaled to [0, 1]
+    # (float32), back to uint8 by convert_image_dtype, which multiplies by 255.5 and truncates
     x0 = s["train"].x[0]
-    assert x0[0] == 76  # 0.2989 * 255 = 76.2
-    assert x0[34] == 43  # row 1, column 2: 2.989 + 11.74 + 28.5 = 43.23
-    assert x0[1] == 29  # 0.1140 * 250 = 28.5 exactly: rounds half up
-    # every pixel against a float reference (exact halves aside, where float error decides)
-    rgb = batches[5][b"data"].reshape(3, 3, 1024).astype(np.float64)
-    g = 0.2989 * rgb[:, 0] + 0.5870 * rgb[:, 1] + 0.1140 * rgb[:, 2]
-    clear = np.abs(g - np.floor(g) - 0.5) > 1e-6
-    assert clear.mean() > 0.99 and (s["test"].x[clear] == np.round(g[clear])).all()
+    assert x0[0] == 76  # 0.2989 * 255.5 = 76.37
+    assert x0[34] == 43  # row 1, column 2: (2.989 + 11.74 + 28.5) * 255.5 / 255 = 43.32
+    assert x0[1] == 28  # 0.1140 * 250 * 255.5 / 255 = 28.56: truncated, not rounded to 29
+    assert x0[2] == 0  # 0.1140 * 5 * 255.5 / 255 = 0.57: black to the benchmark (pixel 0 is its padding id)
+    # every pixel against a float64 reference of that formula (values within float error of an integer aside)
+    rgb = batches[5][b"data"].reshape(3, 3, 1024).astype(np.float64) / 255
+    g = (0.2989 * rgb[:, 0] + 0.5870 * rgb[:, 1] + 0.1140 * rgb[:, 2]) * 255.5
+    clear = np.abs(g - np.round(g)) > 1e-4
+    assert clear.mean() > 0.99 and (s["test"].x[clear] == np.floor(g[clear])).all()
 
 
 def test_image_reads_a_datasets_parquet_copy_like_the_pickles(tmp_path):
