@@ -378,6 +378,10 @@ def test_image_malformed_pickles(tmp_path):
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, f)
     with pytest.raises(UserError, match=r"data_batch_3: row 1: label 12"):
         ImageTask(ImageConfig(name="image", data_dir=str(tmp_path))).splits()
+    with open(d / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": 5}, f)
+    with pytest.raises(UserError, match=r"data_batch_3: b'labels' is int; expected a list of 2 integer labels"):
+        ImageTask(ImageConfig(name="image", data_dir=str(tmp_path))).splits()
     (d / "test_batch").unlink()
     with pytest.raises(UserError, match=r"test_batch: file not found; expected .*cifar-10-batches-py"):
         ImageTask(ImageConfig(name="image", data_dir=str(tmp_path))).splits()

@@ -86,6 +86,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
         raise UserError(f"{path}: b'data' is {data.dtype} {data.shape}; expected uint8 (N, 3072), channel-major RGB")
+    if isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__len__"):
+        raise UserError(f"{path}: b'labels' is {type(labels).__name__}; expected a list of {len(data)} integer labels")
     if len(labels) != len(data):
         raise UserError(f"{path}: {len(data)} images but {len(labels)} labels")
     return grayscale(data), int_labels(list(labels), str(path), 10)
