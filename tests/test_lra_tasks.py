@@ -84,6 +84,24 @@ def test_text_reads_the_aclimdb_tree_as_byte_ids(tmp_path):
     assert t1k.splits()["train"].x.shape == (4, 1000) and t1k.seq_len == 1000
 
 
+def test_text_refuses_choosing_the_tested_checkpoint_on_the_test_set(tmp_path):
+    """IMDb validates on its test split (as the benchmark): train.test_on=best would pick the checkpoint on the
+    very examples it then reports, an optimistic test number; refused, also through an exported folder."""
+    from lra_wavelet import config as C
+    from lra_wavelet import train as T
+
+    write_acl(tmp_path)
+    tiny = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "model.head_dim=16",
+            "task.max_len=32", f"task.data_dir={tmp_path}", "device=cpu")
+    with pytest.raises(UserError, match=r"test_on=best.*'text' validates on its test split.*test_on=final"):
+        T.build(C.resolve("text", "gpt", sets=tiny + ("train.test_on=best",)))
+    T.build(C.resolve("text", "gpt", sets=tiny))  # the benchmark's rule, final weights: fine
+    task = Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=32))
+    out = task.export(tmp_path / "exported")
+    with pytest.raises(UserError, match=r"validates on its test split"):
+        T.build(C.resolve("text", "gpt", sets=tiny[:-2] + (f"task.prepared={out}", "train.test_on=best")))
+
+
 def test_text_reads_a_datasets_parquet_copy(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")

@@ -177,6 +177,7 @@ class Task:
         self.name = cfg.name or getattr(type(self), "registered_name", "")
         self.source = self.default_source
         self.meta: dict = {}
+        self.stood_in: dict = {}  # the `aliases` the loaded data used: {'val': 'test'} = validation is the test split
         self._splits: Optional[dict] = None
         for key in ("max_len", "seq_len"):  # a truncation length or an LM context is the task's seq_len
             n = getattr(cfg, key, None)
@@ -198,7 +199,9 @@ class Task:
                 out[k] = StreamSplit(arrays[k], self.seq_len) if self.kind == "lm" else \
                     ArraySplit(arrays[f"x_{k}"], arrays[f"y_{k}"])
         for k, same in self.aliases.items():
-            out.setdefault(k, out[same])
+            if k not in out:
+                out[k] = out[same]
+                self.stood_in[k] = same
         return out
 
     # -- the one mechanism -----------------------------------------------------------------
@@ -276,7 +279,7 @@ class Task:
             else:
                 arrays[f"{k}_x"], arrays[f"{k}_y"], kinds[k] = np.asarray(s.x), np.asarray(s.y), "array"
         meta = {"task": self.name, "version": self.version, "data_source": self.source, "splits": kinds,
-                "settings": asdict(self.cfg)}
+                "aliases": self.stood_in, "settings": asdict(self.cfg)}
         out = Path(out)
         if out.exists() and any(out.iterdir()):
             raise UserError(f"{out}: export folder exists and is not empty")
@@ -313,6 +316,7 @@ class Task:
     def load_prepared(self, d: Path) -> dict:
         meta = self._prepared_meta(d)
         self.source = meta["data_source"]
+        self.stood_in = dict(meta.get("aliases") or {})
         out = {}
         for k, kind in meta["splits"].items():
             if kind == "stream":
