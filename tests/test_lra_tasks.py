@@ -462,3 +462,40 @@ def test_image_pixel0_is_pad_makes_the_transformer_mask_black_pixels(tmp_path):
             before = model({"x": x})
             model.tok.weight[0] += torch.randn(16)  # what a black pixel looks like to the model
             assert torch.allclose(model({"x": x}), before, atol=1e-5) == masked, task.pad_id
+
+
+def test_a_broken_prepared_folder_is_a_one_line_error_naming_the_file(tmp_path):
+    """`task.prepared` folders travel between machines: a missing, corrupt or inconsistent array is a UserError
+    that names the file, never a traceback from numpy or torch (or, worse, a run on ids the model cannot embed)."""
+    import json
+    import shutil
+
+    write_cifar(tmp_path / "data" / "cifar-10-batches-py")
+    ImageTask(ImageConfig(name="image", data_dir=str(tmp_path / "data"))).export(tmp_path / "ok")
+
+    def broken(name, change):
+        d = tmp_path / name
+        shutil.copytree(tmp_path / "ok", d)
+        change(d)
+        return lambda: ImageTask(ImageConfig(name="image", prepared=str(d))).splits()
+
+    assert len(broken("same", lambda d: None)()["test"]) == 3
+    cases = [
+        ("missing", lambda d: (d / "val_y.npy").unlink(), r"missing/val_y\.npy: file not found"),
+        ("corrupt", lambda d: (d / "train_x.npy").write_bytes(b"garbage"), r"corrupt/train_x\.npy: not a \.npy array"),
+        ("rows", lambda d: np.save(d / "test_y.npy", np.zeros(2, np.int64)), r"rows/test_y\.npy: 2 labels for 3 rows"),
+        ("ids", lambda d: np.save(d / "test_x.npy", np.full((3, 1024), 300, np.uint16)),
+         r"ids/test_x\.npy: token ids must lie in 0-255 \(the task's vocabulary\), found 300"),
+        ("labels", lambda d: np.save(d / "test_y.npy", np.full(3, 10, np.int64)),
+         r"labels/test_y\.npy: labels must lie in 0-9, found 10"),
+        ("long", lambda d: np.save(d / "test_x.npy", np.ones((3, 2048), np.uint8)),
+         r"long/test_x\.npy: rows of 2048 tokens, longer than the task's 1024"),
+        ("ndim", lambda d: np.save(d / "test_x.npy", np.ones((3, 2, 1024), np.uint8)),
+         r"ndim/test_x\.npy: shape \(3, 2, 1024\); expected \(N, L\)"),
+        ("split", lambda d: (d / "meta.json").write_text(json.dumps(
+            {**json.loads((d / "meta.json").read_text()), "splits": {"train": "array"}})),
+         r"split/meta\.json: no 'val' split listed"),
+    ]
+    for name, change, message in cases:
+        with pytest.raises(UserError, match=message):
+            broken(name, change)()
