@@ -115,6 +115,9 @@ def test_text_reads_a_datasets_parquet_copy(tmp_path):
     assert task.source == "official" and len(s["train"]) == 2 and len(s["test"]) == 2  # `unsupervised` ignored
     got = {ids_to_bytes(r): int(v) for r, v in zip(s["train"].x, s["train"].y)}
     assert got == {"bad \u00e9".encode(): 0, b"good": 1}
+    pd.DataFrame({"text": [3], "label": [0]}).to_parquet(d / "test-00000-of-00001.parquet")
+    with pytest.raises(UserError, match=r"plain_text \[test\]: row 0: text 3 is not a string"):
+        Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=10)).splits()
     pd.DataFrame({"text": ["a"], "labels": [0]}).to_parquet(d / "test-00000-of-00001.parquet")
     with pytest.raises(UserError, match="test-00000-of-00001.parquet: missing column 'label'"):
         Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=9)).splits()
