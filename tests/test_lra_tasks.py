@@ -502,3 +502,9 @@ def test_a_broken_prepared_folder_is_a_one_line_error_naming_the_file(tmp_path):
     for name, change, message in cases:
         with pytest.raises(UserError, match=message):
             broken(name, change)()
+
+
+def test_retrieval_substitute_holdout_fractions_are_checked():
+    for sets in ({"sub_val_frac": 1.5}, {"sub_test_frac": -0.1}, {"sub_val_frac": 0.5, "sub_test_frac": 0.5}):
+        with pytest.raises(UserError, match=r"task.sub_val_frac and task.sub_test_frac must be >= 0 and sum to less than 1"):
+            Retrieval(RetrievalConfig(name="retrieval", sub_doc_dir="/nonexistent-is-not-read", **sets)).splits()
