@@ -59,7 +59,9 @@ def grayscale(rgb: np.ndarray) -> np.ndarray:
     TF scales the pixels to [0, 1] in float32 (x * (1/255)), takes 0.2989 R + 0.5870 G + 0.1140 B and
     converts back with convert_image_dtype, which multiplies by 255.5 and truncates: floor(g * 255.5 / 255),
     not round(g) (that differs by one level on about a quarter of the pixels, and maps some of the pixels
-    the benchmark calls 0 to 1). The same float32 operations here, so the token ids are the benchmark's.
+    the benchmark calls 0 to 1). The same float32 operations here, so the token ids are the benchmark's (up to
+    the summation order of TF's tensordot, which could only move a value lying within float32 rounding of an
+    integer).
     """
     f = rgb.reshape(len(rgb), 3, 1024).astype(np.float32) * np.float32(1.0 / 255)
     w = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
