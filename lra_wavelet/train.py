@@ -256,6 +256,10 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         t = dataclasses.replace(t, compile=compile_by_default(device, task))
         cfg = dataclasses.replace(cfg, train=t)
     splits = task.splits() if splits is None else splits
+    if t.test_on == "best" and getattr(task, "stood_in", {}).get("val") == "test":
+        raise UserError(f"train.test_on=best: task '{task.name}' validates on its test split (it has no validation "
+                        "split of its own, as in the benchmark), so the tested checkpoint would be chosen on the test "
+                        "examples themselves; use train.test_on=final (the benchmark's rule)")
     model = build_model(task, cfg.model).to(device)
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)

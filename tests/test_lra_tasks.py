@@ -84,6 +84,24 @@ def test_text_reads_the_aclimdb_tree_as_byte_ids(tmp_path):
     assert t1k.splits()["train"].x.shape == (4, 1000) and t1k.seq_len == 1000
 
 
+def test_text_refuses_choosing_the_tested_checkpoint_on_the_test_set(tmp_path):
+    """IMDb validates on its test split (as the benchmark): train.test_on=best would pick the checkpoint on the
+    very examples it then reports, an optimistic test number; refused, also through an exported folder."""
+    from lra_wavelet import config as C
+    from lra_wavelet import train as T
+
+    write_acl(tmp_path)
+    tiny = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "model.head_dim=16",
+            "task.max_len=32", f"task.data_dir={tmp_path}", "device=cpu")
+    with pytest.raises(UserError, match=r"test_on=best.*'text' validates on its test split.*test_on=final"):
+        T.build(C.resolve("text", "gpt", sets=tiny + ("train.test_on=best",)))
+    T.build(C.resolve("text", "gpt", sets=tiny))  # the benchmark's rule, final weights: fine
+    task = Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=32))
+    out = task.export(tmp_path / "exported")
+    with pytest.raises(UserError, match=r"validates on its test split"):
+        T.build(C.resolve("text", "gpt", sets=tiny[:-2] + (f"task.prepared={out}", "train.test_on=best")))
+
+
 def test_text_reads_a_datasets_parquet_copy(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
@@ -97,6 +115,9 @@ def test_text_reads_a_datasets_parquet_copy(tmp_path):
     assert task.source == "official" and len(s["train"]) == 2 and len(s["test"]) == 2  # `unsupervised` ignored
     got = {ids_to_bytes(r): int(v) for r, v in zip(s["train"].x, s["train"].y)}
     assert got == {"bad \u00e9".encode(): 0, b"good": 1}
+    pd.DataFrame({"text": [3], "label": [0]}).to_parquet(d / "test-00000-of-00001.parquet")
+    with pytest.raises(UserError, match=r"plain_text \[test\]: row 0: text 3 is not a string"):
+        Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=10)).splits()
     pd.DataFrame({"text": ["a"], "labels": [0]}).to_parquet(d / "test-00000-of-00001.parquet")
     with pytest.raises(UserError, match="test-00000-of-00001.parquet: missing column 'label'"):
         Text(TextConfig(name="text", data_dir=str(tmp_path), max_len=9)).splits()
@@ -305,11 +326,13 @@ def cifar_batch(n: int, seed: int, label_offset: int = 0) -> dict:
 def write_cifar(d: Path, per_batch: int = 4, n_test: int = 3) -> list[dict]:
     d.mkdir(parents=True)
     batches = [cifar_batch(per_batch, i, i) for i in range(1, 6)] + [cifar_batch(n_test, 9)]
-    # image 0 of batch 1: pixel (0, 0) pure red, pixel (1, 2) = (10, 20, 250), pixel (0, 1) = (0, 0, 250)
+    # image 0 of batch 1: pixel (0, 0) pure red, pixel (1, 2) = (10, 20, 250), pixel (0, 1) = (0, 0, 250),
+    # pixel (0, 2) = (0, 0, 5)
     img = batches[0][b"data"][0]
     img[[0, 1024, 2048]] = (255, 0, 0)
     img[[34, 1024 + 34, 2048 + 34]] = (10, 20, 250)
     img[[1, 1025, 2049]] = (0, 0, 250)
+    img[[2, 1026, 2050]] = (0, 0, 5)
     for name, b in zip([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], batches):
         with open(d / name, "wb") as f:
             pickle.dump(b, f)
@@ -326,15 +349,18 @@ def test_image_reads_cifar_pickles_in_order_with_the_grayscale_formula(tmp_path)
     labels = sum((b[b"labels"] for b in batches[:5]), [])
     assert s["train"].y.tolist() == labels[:18] and s["val"].y.tolist() == labels[18:]
     assert s["test"].y.tolist() == batches[5][b"labels"]
+    # the benchmark's tf.image.rgb_to_grayscale: g = 0.2989 R + 0.5870 G + 0.1140 B on pixels scaled to [0, 1]
+    # (float32), back to uint8 by convert_image_dtype, which multiplies by 255.5 and truncates
     x0 = s["train"].x[0]
-    assert x0[0] == 76  # 0.2989 * 255 = 76.2
-    assert x0[34] == 43  # row 1, column 2: 2.989 + 11.74 + 28.5 = 43.23
-    assert x0[1] == 29  # 0.1140 * 250 = 28.5 exactly: rounds half up
-    # every pixel against a float reference (exact halves aside, where float error decides)
-    rgb = batches[5][b"data"].reshape(3, 3, 1024).astype(np.float64)
-    g = 0.2989 * rgb[:, 0] + 0.5870 * rgb[:, 1] + 0.1140 * rgb[:, 2]
-    clear = np.abs(g - np.floor(g) - 0.5) > 1e-6
-    assert clear.mean() > 0.99 and (s["test"].x[clear] == np.round(g[clear])).all()
+    assert x0[0] == 76  # 0.2989 * 255.5 = 76.37
+    assert x0[34] == 43  # row 1, column 2: (2.989 + 11.74 + 28.5) * 255.5 / 255 = 43.32
+    assert x0[1] == 28  # 0.1140 * 250 * 255.5 / 255 = 28.56: truncated, not rounded to 29
+    assert x0[2] == 0  # 0.1140 * 5 * 255.5 / 255 = 0.57: black to the benchmark (pixel 0 is its padding id)
+    # every pixel against a float64 reference of that formula (values within float error of an integer aside)
+    rgb = batches[5][b"data"].reshape(3, 3, 1024).astype(np.float64) / 255
+    g = (0.2989 * rgb[:, 0] + 0.5870 * rgb[:, 1] + 0.1140 * rgb[:, 2]) * 255.5
+    clear = np.abs(g - np.round(g)) > 1e-4
+    assert clear.mean() > 0.99 and (s["test"].x[clear] == np.floor(g[clear])).all()
 
 
 def test_image_reads_a_datasets_parquet_copy_like_the_pickles(tmp_path):
@@ -372,6 +398,10 @@ def test_image_malformed_pickles(tmp_path):
     with open(d / "data_batch_3", "wb") as f:
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, f)
     with pytest.raises(UserError, match=r"data_batch_3: row 1: label 12"):
+        ImageTask(ImageConfig(name="image", data_dir=str(tmp_path))).splits()
+    with open(d / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": 5}, f)
+    with pytest.raises(UserError, match=r"data_batch_3: b'labels' is int; expected a list of 2 integer labels"):
         ImageTask(ImageConfig(name="image", data_dir=str(tmp_path))).splits()
     (d / "test_batch").unlink()
     with pytest.raises(UserError, match=r"test_batch: file not found; expected .*cifar-10-batches-py"):
@@ -435,3 +465,46 @@ def test_image_pixel0_is_pad_makes_the_transformer_mask_black_pixels(tmp_path):
             before = model({"x": x})
             model.tok.weight[0] += torch.randn(16)  # what a black pixel looks like to the model
             assert torch.allclose(model({"x": x}), before, atol=1e-5) == masked, task.pad_id
+
+
+def test_a_broken_prepared_folder_is_a_one_line_error_naming_the_file(tmp_path):
+    """`task.prepared` folders travel between machines: a missing, corrupt or inconsistent array is a UserError
+    that names the file, never a traceback from numpy or torch (or, worse, a run on ids the model cannot embed)."""
+    import json
+    import shutil
+
+    write_cifar(tmp_path / "data" / "cifar-10-batches-py")
+    ImageTask(ImageConfig(name="image", data_dir=str(tmp_path / "data"))).export(tmp_path / "ok")
+
+    def broken(name, change):
+        d = tmp_path / name
+        shutil.copytree(tmp_path / "ok", d)
+        change(d)
+        return lambda: ImageTask(ImageConfig(name="image", prepared=str(d))).splits()
+
+    assert len(broken("same", lambda d: None)()["test"]) == 3
+    cases = [
+        ("missing", lambda d: (d / "val_y.npy").unlink(), r"missing/val_y\.npy: file not found"),
+        ("corrupt", lambda d: (d / "train_x.npy").write_bytes(b"garbage"), r"corrupt/train_x\.npy: not a \.npy array"),
+        ("rows", lambda d: np.save(d / "test_y.npy", np.zeros(2, np.int64)), r"rows/test_y\.npy: 2 labels for 3 rows"),
+        ("ids", lambda d: np.save(d / "test_x.npy", np.full((3, 1024), 300, np.uint16)),
+         r"ids/test_x\.npy: token ids must lie in 0-255 \(the task's vocabulary\), found 300"),
+        ("labels", lambda d: np.save(d / "test_y.npy", np.full(3, 10, np.int64)),
+         r"labels/test_y\.npy: labels must lie in 0-9, found 10"),
+        ("long", lambda d: np.save(d / "test_x.npy", np.ones((3, 2048), np.uint8)),
+         r"long/test_x\.npy: rows of 2048 tokens, longer than the task's 1024"),
+        ("ndim", lambda d: np.save(d / "test_x.npy", np.ones((3, 2, 1024), np.uint8)),
+         r"ndim/test_x\.npy: shape \(3, 2, 1024\); expected \(N, L\)"),
+        ("split", lambda d: (d / "meta.json").write_text(json.dumps(
+            {**json.loads((d / "meta.json").read_text()), "splits": {"train": "array"}})),
+         r"split/meta\.json: no 'val' split listed"),
+    ]
+    for name, change, message in cases:
+        with pytest.raises(UserError, match=message):
+            broken(name, change)()
+
+
+def test_retrieval_substitute_holdout_fractions_are_checked():
+    for sets in ({"sub_val_frac": 1.5}, {"sub_test_frac": -0.1}, {"sub_val_frac": 0.5, "sub_test_frac": 0.5}):
+        with pytest.raises(UserError, match=r"task.sub_val_frac and task.sub_test_frac must be >= 0 and sum to less than 1"):
+            Retrieval(RetrievalConfig(name="retrieval", sub_doc_dir="/nonexistent-is-not-read", **sets)).splits()

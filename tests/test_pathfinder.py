@@ -248,3 +248,9 @@ def test_generated_images_have_the_reference_generators_statistics():
     assert abs((ours > 128).mean() - (ref > 128).mean()) < 0.01
     # the benchmark's generator draws ~1.2 of its 5 distractor snakes per image at 32x32
     assert 0.9 < np.mean([s.distractors for s in gen]) < 1.5
+
+
+def test_a_generator_count_below_one_image_is_named():
+    for n in (0, -3):
+        with pytest.raises(UserError, match=rf"task.gen_total must be positive, got {n}"):
+            task("pathfinder", f"task.gen_total={n}").splits()

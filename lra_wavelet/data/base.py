@@ -177,6 +177,7 @@ class Task:
         self.name = cfg.name or getattr(type(self), "registered_name", "")
         self.source = self.default_source
         self.meta: dict = {}
+        self.stood_in: dict = {}  # the `aliases` the loaded data used: {'val': 'test'} = validation is the test split
         self._splits: Optional[dict] = None
         for key in ("max_len", "seq_len"):  # a truncation length or an LM context is the task's seq_len
             n = getattr(cfg, key, None)
@@ -198,7 +199,9 @@ class Task:
                 out[k] = StreamSplit(arrays[k], self.seq_len) if self.kind == "lm" else \
                     ArraySplit(arrays[f"x_{k}"], arrays[f"y_{k}"])
         for k, same in self.aliases.items():
-            out.setdefault(k, out[same])
+            if k not in out:
+                out[k] = out[same]
+                self.stood_in[k] = same
         return out
 
     # -- the one mechanism -----------------------------------------------------------------
@@ -276,7 +279,7 @@ class Task:
             else:
                 arrays[f"{k}_x"], arrays[f"{k}_y"], kinds[k] = np.asarray(s.x), np.asarray(s.y), "array"
         meta = {"task": self.name, "version": self.version, "data_source": self.source, "splits": kinds,
-                "settings": asdict(self.cfg)}
+                "aliases": self.stood_in, "settings": asdict(self.cfg)}
         out = Path(out)
         if out.exists() and any(out.iterdir()):
             raise UserError(f"{out}: export folder exists and is not empty")
@@ -312,16 +315,47 @@ class Task:
 
     def load_prepared(self, d: Path) -> dict:
         meta = self._prepared_meta(d)
+        where = d / "meta.json"
+        splits = meta.get("splits")
+        if not isinstance(meta.get("data_source"), str) or not isinstance(splits, dict):
+            raise UserError(f"{where}: expected keys 'data_source' and 'splits' (written by `prepare --export`)")
+        for k in ("train", "val", "test"):
+            if k not in splits:
+                raise UserError(f"{where}: no '{k}' split listed; expected train, val and test")
         self.source = meta["data_source"]
+        self.stood_in = dict(meta.get("aliases") or {})
         out = {}
-        for k, kind in meta["splits"].items():
+        for k, kind in splits.items():
             if kind == "stream":
                 (tokens,) = load_arrays(d, f"{k}_tokens")
+                self._check_ids(d / f"{k}_tokens.npy", tokens, 1)
+                if len(tokens) < self.seq_len + 1:
+                    raise UserError(f"{d / f'{k}_tokens.npy'}: {len(tokens)} tokens, fewer than one window of "
+                                    f"task.seq_len {self.seq_len} + 1")
                 out[k] = StreamSplit(tokens, self.seq_len)
             else:
                 x, y = load_arrays(d, f"{k}_x", f"{k}_y")
+                self._check_ids(d / f"{k}_x.npy", x, 3 if self.kind == "retrieve" else 2)
+                fy = d / f"{k}_y.npy"
+                if y.ndim != 1 or len(y) != len(x):
+                    raise UserError(f"{fy}: {len(y) if y.ndim == 1 else y.shape} labels for {len(x)} rows of {k}_x.npy")
+                if len(y) and (y.dtype.kind not in "iu" or int(y.min()) < 0 or int(y.max()) >= self.n_classes):
+                    bad = y.dtype if y.dtype.kind not in "iu" else (int(y.min()) if int(y.min()) < 0 else int(y.max()))
+                    raise UserError(f"{fy}: labels must lie in 0-{self.n_classes - 1}, found {bad}")
                 out[k] = ArraySplit(x, y)
         return out
+
+    def _check_ids(self, f: Path, a: np.ndarray, ndim: int) -> None:
+        """A prepared token array: the task's layout, no row longer than the task's length, ids in the vocabulary."""
+        layout = {1: "(M,)", 2: "(N, L)", 3: "(N, 2, L)"}[ndim]
+        if a.ndim != ndim or (ndim == 3 and a.shape[1] != 2):
+            raise UserError(f"{f}: shape {a.shape}; expected {layout} for task '{self.name}' ({self.kind})")
+        if ndim > 1 and a.shape[-1] > self.seq_len:
+            raise UserError(f"{f}: rows of {a.shape[-1]} tokens, longer than the task's {self.seq_len}; prepare "
+                            "with the same task.max_len / task.seq_len as the run")
+        if a.size and (a.dtype.kind not in "iu" or int(a.min()) < 0 or int(a.max()) >= self.vocab_size):
+            bad = a.dtype if a.dtype.kind not in "iu" else (int(a.min()) if int(a.min()) < 0 else int(a.max()))
+            raise UserError(f"{f}: token ids must lie in 0-{self.vocab_size - 1} (the task's vocabulary), found {bad}")
 
     def data_dir(self, *parts: str) -> Optional[Path]:
         """The user's data root joined with `parts`, or None when no data dir is configured."""
@@ -445,4 +479,14 @@ def build_once(path: Path, make: Callable[[Path], None], lock: bool = True) -> P
 
 
 def load_arrays(path: Path, *names: str, mmap: bool = True) -> list[np.ndarray]:
-    return [np.load(path / f"{n}.npy", mmap_mode="r" if mmap else None) for n in names]
+    """The arrays `<name>.npy` under `path`, or a UserError naming a file that is missing or not a plain array."""
+    out = []
+    for n in names:
+        f = path / f"{n}.npy"
+        if not f.is_file():
+            raise UserError(f"{f}: file not found")
+        try:
+            out.append(np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False))
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError(f"{f}: not a .npy array ({e})") from None
+    return out

@@ -6,8 +6,8 @@ Official data (the benchmark takes it from TFDS `cifar10`):
     PNG bytes) and `label`, splits train/test (`DatasetDict.save_to_disk`, or the Hub's
     <data_dir>/cifar10/plain_text/{train,test}-*.parquet); or a Hub id (`task.hf=uoft-cs/cifar10`)
 Each pickle holds b'data' (N, 3072) uint8, channel-major (1024 R, 1024 G, 1024 B, each row-major) and
-b'labels'. Grayscale = 0.2989 R + 0.5870 G + 0.1140 B rounded to the nearest integer (halves up; TF's
-rgb_to_grayscale scales by 255.5 and truncates instead, which differs by at most one level). The pixel
+b'labels'. Grayscale as the benchmark's tf.image.rgb_to_grayscale computes it: 0.2989 R + 0.5870 G +
+0.1140 B on pixels scaled to [0, 1] (float32), times 255.5, truncated (`grayscale`). The pixel
 value is the token id (vocab 256); 1024 tokens in row-major order. The benchmark masks pixel value 0 as
 padding (`inputs > 0`), hiding black pixels from attention; `task.pixel0_is_pad=true` reproduces that
 (pad_id 0), the default treats every pixel as a token (pad_id None). Splits as the benchmark:
@@ -54,13 +54,19 @@ class ImageConfig(HubConfig):
 
 
 def grayscale(rgb: np.ndarray) -> np.ndarray:
-    """(N, 3072) channel-major uint8 -> (N, 1024) uint8: round(0.2989 R + 0.5870 G + 0.1140 B).
+    """(N, 3072) channel-major uint8 -> (N, 1024) uint8, the benchmark's tf.image.rgb_to_grayscale.
 
-    Integer arithmetic, so the rounding of exact halves (e.g. B = 250 alone: 28.5 -> 29) never
-    depends on floating point.
+    TF scales the pixels to [0, 1] in float32 (x * (1/255)), takes 0.2989 R + 0.5870 G + 0.1140 B and
+    converts back with convert_image_dtype, which multiplies by 255.5 and truncates: floor(g * 255.5 / 255),
+    not round(g) (that differs by one level on about a quarter of the pixels, and maps some of the pixels
+    the benchmark calls 0 to 1). The same float32 operations here, so the token ids are the benchmark's (up to
+    the summation order of TF's tensordot, which could only move a value lying within float32 rounding of an
+    integer).
     """
-    c = rgb.astype(np.int32).reshape(len(rgb), 3, 1024)
-    return ((2989 * c[:, 0] + 5870 * c[:, 1] + 1140 * c[:, 2] + 5000) // 10000).astype(np.uint8)
+    f = rgb.reshape(len(rgb), 3, 1024).astype(np.float32) * np.float32(1.0 / 255)
+    w = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
+    g = f[:, 0] * w[0] + f[:, 1] * w[1] + f[:, 2] * w[2]
+    return (g * np.float32(255.5)).astype(np.uint8)  # a float -> uint8 cast truncates, as TF's
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +88,8 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
         raise UserError(f"{path}: b'data' is {data.dtype} {data.shape}; expected uint8 (N, 3072), channel-major RGB")
+    if isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__len__"):
+        raise UserError(f"{path}: b'labels' is {type(labels).__name__}; expected a list of {len(data)} integer labels")
     if len(labels) != len(data):
         raise UserError(f"{path}: {len(data)} images but {len(labels)} labels")
     return grayscale(data), int_labels(list(labels), str(path), 10)
@@ -133,7 +141,7 @@ def split_train(x: np.ndarray, y: np.ndarray, where: str) -> dict:
 
 @TASKS.register("image")
 class ImageTask(Task):
-    version = 2  # 2: a Hugging Face copy under the data dir is data_source=official (was hf)
+    version = 3  # 2: a Hugging Face copy under the data dir is data_source=official (was hf); 3: TF's grayscale
     Config = ImageConfig
     kind = "classify"
     seq_len = 1024

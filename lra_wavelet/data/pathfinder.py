@@ -182,6 +182,8 @@ class Pathfinder(Task):
 
     def __init__(self, cfg: PathfinderConfig):
         super().__init__(cfg)
+        if cfg.gen_total <= 0:
+            raise UserError(f"task.gen_total must be positive, got {cfg.gen_total}")
         self.seq_len = self.size * self.size
         self.pad_id = 0 if cfg.pixel0_is_pad else None
         self.skipped: list[Path] = []  # zero-byte PNGs left out

@@ -135,6 +135,13 @@ class Retrieval(Task):
     hub_columns = ("label", "text1", "text2")
     hub_splits = ("train", "val", "test")
 
+    def __init__(self, cfg: RetrievalConfig):
+        super().__init__(cfg)
+        v, t = cfg.sub_val_frac, cfg.sub_test_frac
+        if not (0 <= v and 0 <= t and v + t < 1):
+            raise UserError(f"task.sub_val_frac and task.sub_test_frac must be >= 0 and sum to less than 1 (the "
+                            f"fractions of pages held out), got {v} and {t}")
+
     def sources(self) -> list[Source]:
         c = self.cfg
         return [

@@ -135,7 +135,11 @@ class Text(Task):
     def from_tables(self, tables: dict, where: str) -> dict:
         out = {}
         for split, t in tables.items():
-            texts = [s.encode("utf-8").strip() if s is not None else b"" for s in t.column("text").to_pylist()]
+            texts = []
+            for i, s in enumerate(t.column("text").to_pylist()):
+                if s is not None and not isinstance(s, str):
+                    raise UserError(f"{where} [{split}]: row {i}: text {s!r} is not a string")
+                texts.append(s.encode("utf-8").strip() if s is not None else b"")
             out[split] = self._ids(texts, int_labels(t.column("label").to_pylist(), f"{where} [{split}]", 2))
         return out
 
