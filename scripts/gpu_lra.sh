@@ -14,9 +14,10 @@
 # one stopped in, even if the first call's rows were not unpacked here before it (every call copies this
 # working tree, results/lra/runs included, over the machine's; the machine's own folders are newer; so a folder
 # mended here by hand during a warm period comes back unmended in the next tarball: mend it after). Rows
-# and logs go to $OUT/lra.tar.gz without checkpoints (those stay on the machine), ready to be unpacked into
-# results/lra/ and committed with this command line. Extra flags (e.g. --set train.lazy_metrics=true)
-# are passed to `sweep`; a reduced budget (--set train.max_steps=N) must be the same for every model of a task.
+# and logs go to $OUT/lra.tar.gz without checkpoints, ready to be unpacked into results/lra/ and committed with
+# this command line; the checkpoint of a cell left unfinished comes back beside it when it fits (ckpt/, below).
+# Extra flags (e.g. --set train.lazy_metrics=true) are passed to `sweep`; a reduced budget
+# (--set train.max_steps=N) must be the same for every model of a task.
 set -u
 OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-.lra_runs}
 SEED_RUNS=${SEED_RUNS:-results/lra/runs}
@@ -45,7 +46,7 @@ echo "started: $(date -u +%FT%TZ)" >> "$OUT/lra/logs/command.txt"
 PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args[@]}" "$@" \
   > "$OUT/lra/logs/sweep-$(date -u +%Y%m%dT%H%M%S).log" 2>&1
 rc=$?
-echo "sweep exit $rc (124: stopped by LIMIT=$LIMIT s); ended: $(date -u +%FT%TZ)" | tee -a "$OUT/lra/logs/command.txt"
+echo "sweep exit $rc$([ $rc = 124 ] && echo " (stopped by LIMIT=$LIMIT s)"); ended: $(date -u +%FT%TZ)" | tee -a "$OUT/lra/logs/command.txt"
 python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced > /dev/null 2>&1
 # the checkpoint of each unfinished cell (the one LIMIT stopped) comes back too, as $OUT/ckpt/<task>.<model>.<run_id>.pt,
 # where it fits what a call returns (16 MiB a file, 8 files: Image, Pathfinder and Retrieval do, Text's 40 MiB
