@@ -14,8 +14,9 @@
 # one stopped in, even if the first call's rows were not unpacked here before it (every call copies this
 # working tree, results/lra/runs included, over the machine's; the machine's own folders are newer; so a folder
 # mended here by hand during a warm period comes back unmended in the next tarball: mend it after). Rows
-# and logs go to $OUT/lra.tar.gz without checkpoints, ready to be unpacked into results/lra/ and committed with
-# this command line; the checkpoint of a cell left unfinished comes back beside it when it fits (ckpt/, below).
+# and logs go to $OUT/lra.tar.gz without checkpoints (those stay on the machine: a cell left unfinished when the
+# machine goes back starts again from step 0 in a later session), ready to be unpacked into results/lra/ and
+# committed with this command line.
 # Extra flags (e.g. --set train.lazy_metrics=true) are passed to `sweep`; a reduced budget
 # (--set train.max_steps=N) must be the same for every model of a task.
 set -u
@@ -48,18 +49,5 @@ PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args
 rc=$?
 echo "sweep exit $rc$([ $rc = 124 ] && echo " (stopped by LIMIT=$LIMIT s)"); ended: $(date -u +%FT%TZ)" | tee -a "$OUT/lra/logs/command.txt"
 python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced > /dev/null 2>&1
-# the checkpoint of each unfinished cell (the one LIMIT stopped) comes back too, as $OUT/ckpt/<task>.<model>.<run_id>.pt,
-# where it fits what a call returns (16 MiB a file, 8 files: Image, Pathfinder and Retrieval do, Text's 40 MiB
-# does not): a later session resumes it instead of starting over on a fresh machine (see results/lra/README.md)
-n=0
-for c in $(find "$RUNS" -mindepth 4 -maxdepth 4 -name checkpoint.pt | sort); do
-  d=$(dirname "$c"); r=$(basename "$d"); m=$(basename "$(dirname "$d")"); t=$(basename "$(dirname "$(dirname "$d")")")
-  grep -qE ',(ok|diverged),' "$d/result.csv" 2>/dev/null && continue  # finished (or diverged): nothing to resume
-  if [ "$(stat -c %s "$c")" -le 16000000 ] && [ $n -lt 7 ]; then
-    mkdir -p "$OUT/ckpt" && cp "$c" "$OUT/ckpt/$t.$m.$r.pt" && n=$((n + 1)) && echo "checkpoint back: ckpt/$t.$m.$r.pt"
-  else
-    echo "checkpoint of $t/$m/$r stays on this machine ($(stat -c %s "$c") bytes)"
-  fi
-done
 mkdir -p "$OUT/lra/runs" && tar -cf - -C "$RUNS" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' . | tar -xf - -C "$OUT/lra/runs"
 tar -czf "$OUT/lra.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' lra && rm -rf "$OUT/lra"
