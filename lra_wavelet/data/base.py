@@ -339,8 +339,8 @@ class Task:
                 fy = d / f"{k}_y.npy"
                 if y.ndim != 1 or len(y) != len(x):
                     raise UserError(f"{fy}: {len(y) if y.ndim == 1 else y.shape} labels for {len(x)} rows of {k}_x.npy")
-                if len(y) and (y.dtype.kind not in "iu" or int(y.min()) < 0 or int(y.max()) >= self.n_classes):
-                    bad = y.dtype if y.dtype.kind not in "iu" else (int(y.min()) if int(y.min()) < 0 else int(y.max()))
+                bad = _outside(y, self.n_classes)
+                if bad is not None:
                     raise UserError(f"{fy}: labels must lie in 0-{self.n_classes - 1}, found {bad}")
                 out[k] = ArraySplit(x, y)
         return out
@@ -353,8 +353,8 @@ class Task:
         if ndim > 1 and a.shape[-1] > self.seq_len:
             raise UserError(f"{f}: rows of {a.shape[-1]} tokens, longer than the task's {self.seq_len}; prepare "
                             "with the same task.max_len / task.seq_len as the run")
-        if a.size and (a.dtype.kind not in "iu" or int(a.min()) < 0 or int(a.max()) >= self.vocab_size):
-            bad = a.dtype if a.dtype.kind not in "iu" else (int(a.min()) if int(a.min()) < 0 else int(a.max()))
+        bad = _outside(a, self.vocab_size)
+        if bad is not None:
             raise UserError(f"{f}: token ids must lie in 0-{self.vocab_size - 1} (the task's vocabulary), found {bad}")
 
     def data_dir(self, *parts: str) -> Optional[Path]:
@@ -476,6 +476,17 @@ def build_once(path: Path, make: Callable[[Path], None], lock: bool = True) -> P
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _outside(a: np.ndarray, n: int):
+    """What keeps integer array `a` from lying in 0..n-1 (a non-integer dtype, or its lowest or highest value
+    out of range), or None when it does (or is empty)."""
+    if not a.size:
+        return None
+    if a.dtype.kind not in "iu":
+        return a.dtype
+    lo, hi = int(a.min()), int(a.max())
+    return lo if lo < 0 else hi if hi >= n else None
 
 
 def load_arrays(path: Path, *names: str, mmap: bool = True) -> list[np.ndarray]:
