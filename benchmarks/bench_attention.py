@@ -7,7 +7,7 @@ under each SDPA backend (flash, memory-efficient, cuDNN, math), and the one SDPA
 Why: profile_step.py shows attention is most of a step on Pathfinder-32 (4 heads of width 4: qkv_dim 16) and
 ListOps; the kernels' efficiency at such small head widths decides what a step can cost. Shapes are the
 encoder's (B, heads, L + 1 for CLS, qkv_dim / heads), bf16, with the padding mask the task's batches carry (a
-(B, 1, 1, L) boolean key mask; none for the image tasks, whose batches have no padding). A backend that refuses
+(B, 1, 1, L) boolean key mask; none for the image tasks unless black pixels are padding, `-masked`). A backend that refuses
 a shape shows why. Times are medians over --repeat rounds of --iters calls each, min-max spread beside them.
 """
 
@@ -32,6 +32,11 @@ SHAPES = {
     "pathfinder": (512, 4, 1025, 4, False, 0, 0.1),
     "pathfinder-pad8": (512, 4, 1025, 4, False, 8, 0.1),
     "pathfinder-pad16": (512, 4, 1025, 4, False, 16, 0.1),
+    # with task.pixel0_is_pad (the reference encoders' `inputs > 0`: black pixels are padding) the image tasks'
+    # batches carry a key mask too, and mean pooling means no CLS: L 1024
+    "pathfinder-masked": (512, 4, 1024, 4, True, 0, 0.1),
+    "pathfinder-masked-pad8": (512, 4, 1024, 4, True, 8, 0.1),
+    "image-masked": (256, 8, 1024, 8, True, 0, 0.2),
 }
 QUICK = {"tiny": (2, 2, 65, 4, True, 0, 0.1), "tiny-pad8": (2, 2, 65, 4, True, 8, 0.1)}
 

@@ -371,6 +371,21 @@ def test_transformer_at_each_reference_configuration_is_the_benchmarks_size(task
         assert (cfg.model.dropout, cfg.model.attn_dropout) == (0.2, 0.1)
 
 
+
+@pytest.mark.parametrize("task_name", ["image", "pathfinder", "pathx"])
+def test_the_reference_encoders_treat_black_pixels_as_padding(task_name):
+    """The benchmark's Transformer and WavSpA's LRA code mask `inputs > 0`: on the image tasks pixel 0 is
+    padding to them (hidden from attention), so their reference configs set task.pixel0_is_pad; FNet and the
+    causal decoders have no such mask and see every pixel; the switch turns it off."""
+    from lra_wavelet import config as C
+    from lra_wavelet.registry import TASKS
+
+    for model, pad in {"transformer": 0, "wavspa": 0, "fnet": None, "gpt": None, "wavelet": None,
+                       "wavelet-learnable": None}.items():
+        assert TASKS.get(task_name)(C.resolve(task_name, model).task).pad_id == pad, model
+    off = C.resolve(task_name, "transformer", sets=("task.pixel0_is_pad=false",))
+    assert TASKS.get(task_name)(off.task).pad_id is None
+
 def _lra_and_gpt(name="transformer", **kw):
     task = make_task("classify", L=16, vocab=50, classes=10)
     torch.manual_seed(0)
