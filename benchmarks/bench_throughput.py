@@ -33,6 +33,7 @@ Variants (train.* switches; README "Speed"):
     compiled  fast + train.compile=true
     graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
     pad8      compiled + train.attn_pad_heads=8 (attention heads narrower than 8 zero-padded: Pathfinder's 4)
+    nopad     compiled + train.attn_pad_heads=0 (never padded; the default, auto, pads masked heads on CUDA)
     seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
@@ -67,7 +68,8 @@ from lra_wavelet.registry import TASKS, load_all  # noqa: E402
 
 LRA_TASKS = ["listops", "text", "retrieval", "image", "pathfinder"]
 LRA_MODELS = ["transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable"]
-EAGER = ("train.compile=false", "train.lazy_metrics=false", "train.prefetch=0")  # every switch off, spelled out
+EAGER = ("train.compile=false", "train.lazy_metrics=false", "train.prefetch=0",  # every switch off, spelled out
+         "train.attn_pad_heads=0")
 VARIANTS = {
     "base": EAGER,
     "lazy": (*EAGER, "train.lazy_metrics=true"),
@@ -78,6 +80,8 @@ VARIANTS = {
                "train.compile_mode=reduce-overhead"),
     "pad8": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
              "train.attn_pad_heads=8"),
+    "nopad": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
+              "train.attn_pad_heads=0"),
     "seeds3": EAGER,  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
 }
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
@@ -150,7 +154,7 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     compiled = p.cfg.train.compile
     graphs = T.compiled_graphs() if compiled else 0
     # MFU counts the model's own FLOPs: zero columns of padded heads (train.attn_pad_heads) are not the model's
-    padded = [(m, m.pad_heads_to) for m in p.model.modules() if getattr(m, "pad_heads_to", 0)]
+    padded = [(m, m.pad_heads_to) for m in p.model.modules() if hasattr(m, "pad_heads_to")]  # None: auto
     for m, _ in padded:
         m.pad_heads_to = 0
     fpe = flops.count(p.model, task)["flops_per_example"]

@@ -118,9 +118,10 @@ class TrainConfig:
     prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
     # attention heads narrower than this are zero-padded to it for SDPA (0: never): the same attention (under
     # attention dropout the same in distribution: another kernel draws its masks differently), but a width more
-    # kernels accept (Pathfinder's heads are 4 wide). Measured no faster on the H200: flash pads width 4 itself
-    # (results/benchmarks/throughput.md)
-    attn_pad_heads: int = 0
+    # kernels accept (Pathfinder's heads are 4 wide). None (auto): 8 on CUDA where the attention carries a key
+    # mask (6.6x faster attention at Pathfinder's shape: flash refuses masks, the others width 4); elsewhere not
+    # (without a mask flash pads width 4 itself: measured no faster). models/backbone.py padded_head_width
+    attn_pad_heads: Optional[int] = None
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
     # eval_batches x batch_size examples, so only the grouping changes
     eval_batch_size: int = 0
@@ -131,7 +132,7 @@ class TrainConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         for key in ("length_buckets", "prefetch", "eval_batch_size", "attn_pad_heads"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
 
 

@@ -545,6 +545,16 @@ def test_every_model_declaring_pad_invariance_is_pad_invariant(name, kind, pool)
         assert (cut - full).abs().max() > 1e-3 * full.abs().max()
 
 
+def test_heads_are_padded_by_default_only_where_a_key_mask_leaves_the_math_kernel():
+    """train.attn_pad_heads auto (None): 8 on CUDA for masked attention narrower than 8 (Pathfinder's 4-wide heads
+    with pixel 0 as padding), never otherwise; an int is used as given; never narrower than the heads."""
+    from lra_wavelet.models.backbone import padded_head_width as w
+
+    assert [w(4, None, True, True), w(4, None, False, True), w(4, None, True, False), w(8, None, True, True),
+            w(16, None, True, True)] == [8, 4, 4, 8, 16]
+    assert [w(4, 0, True, True), w(4, 16, False, False), w(32, 8, True, True)] == [4, 16, 32]
+
+
 def test_zero_padded_heads_give_the_same_attention_and_gradients():
     """train.attn_pad_heads (speed only): heads of width 4 padded to 8 compute the same outputs and gradients,
     with a padding mask (encoder) and causally (decoder), and with attention dropout from the same seed (on the

@@ -43,6 +43,19 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 
 
+def padded_head_width(width: int, setting: int | None, masked: bool, cuda: bool) -> int:
+    """The head width SDPA is given (train.attn_pad_heads; speed only: zero columns change no number).
+
+    An int pads heads narrower than it (0: never). None (auto) pads to 8 on CUDA when the attention carries a key
+    mask and its heads are narrower: with a mask no flash kernel runs, and the kernels that take masks refuse
+    widths under 8, which leaves the math path (H200, Pathfinder's 512 x 4 x 1024 x 4 with a key mask: 70.0 ms
+    per forward + backward, padded to 8 10.6 ms on cuDNN, results/benchmarks/attention_masked_2026-12-02.md).
+    Without a mask flash takes width 4 itself, and padding measured no faster there."""
+    if setting is None:
+        setting = 8 if (masked and cuda) else 0
+    return max(width, setting)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through SDPA (flash / memory-efficient kernels where available), d_model ->
     qkv_dim (split over the heads) -> d_model, no biases."""
@@ -52,7 +65,7 @@ class Attention(nn.Module):
         self.n_heads, self.causal, self.dropout = cfg.n_heads, causal, cfg.attn_dropout
         self.inner = cfg.qkv_dim or cfg.d_model
         self.uniform_padded = False  # padded queries attend uniformly, as in the benchmark (set by the model)
-        self.pad_heads_to = 0  # heads narrower than this are zero-padded for SDPA (train.attn_pad_heads, set by build)
+        self.pad_heads_to: int | None = 0  # train.attn_pad_heads (set by build): see padded_head_width
         self.qkv = nn.Linear(cfg.d_model, 3 * self.inner, bias=False)
         self.proj = nn.Linear(self.inner, cfg.d_model, bias=False)
 
@@ -61,7 +74,8 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
-        hs, pad = q.shape[-1], max(self.pad_heads_to - q.shape[-1], 0)
+        hs = q.shape[-1]
+        pad = padded_head_width(hs, self.pad_heads_to, attn_mask is not None, q.is_cuda) - hs
         # zero-padded heads: no q.k changes and the extra output columns are zero, so the same attention (its
         # dropout the same in distribution), at a width more kernels take (cuDNN refuses Pathfinder's 4)
         qp, kp, vp = (F.pad(t, (0, pad)) for t in (q, k, v)) if pad else (q, k, v)
