@@ -132,9 +132,10 @@ def test_validator_agrees_with_labels_and_catches_a_wrong_one():
     assert any(not q.startswith("touching:") for q in snakes.validate(s))
 
 
-def test_generated_task_writes_the_official_layout():
+def test_generated_task_writes_the_official_layout(capsys):
     t = task("pathfinder", "task.gen_total=40", "task.gen_workers=1")
     s = t.splits()
+    assert "generating pathfinder" not in capsys.readouterr().err  # progress bars only on a terminal, not in logs
     assert t.source == "generated" and sum(len(v) for v in s.values()) == 40
     root = next(p for p in Path(os.environ["LRA_WAVELET_CACHE"]).rglob("curv_contour_length_14") if p.is_dir())
     x, y, _ = read_official(root, 32, progress=False)  # any LRA loader reads it: the same reader

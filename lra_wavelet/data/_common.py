@@ -32,7 +32,7 @@ def byte_ids(texts: Iterable[bytes], n: int, max_len: int, progress: Optional[st
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(texts, total=n, desc=progress, unit="doc", leave=False)
+        it = tqdm(texts, total=n, desc=progress, unit="doc", leave=False, disable=None)
     for i, t in enumerate(it):
         b = t.encode("utf-8") if isinstance(t, str) else t
         row = np.frombuffer(b[:max_len], dtype=np.uint8)

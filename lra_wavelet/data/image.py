@@ -102,7 +102,8 @@ def decode_images(table, where: str) -> tuple[np.ndarray, np.ndarray]:
 
     cells = table.column("img").to_pylist()
     rgb = np.empty((len(cells), 3072), dtype=np.uint8)
-    for i, cell in enumerate(tqdm(cells, desc="decoding CIFAR-10 images", unit="img", leave=False)):
+    for i, cell in enumerate(tqdm(cells, desc="decoding CIFAR-10 images", unit="img", leave=False,
+                                      disable=None)):
         raw = cell.get("bytes") if isinstance(cell, dict) else cell
         try:
             im = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))

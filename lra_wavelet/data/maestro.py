@@ -149,11 +149,12 @@ class Music(_Corpus):
 
         workers = min(self.cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
         if workers == 1 or len(jobs) < 8:
-            return [fn(j) for j in tqdm(jobs, desc=desc, unit="file", leave=False)]
+            return [fn(j) for j in tqdm(jobs, desc=desc, unit="file", leave=False, disable=None)]
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers) as pool:
-            return list(tqdm(pool.map(fn, jobs, chunksize=2), total=len(jobs), desc=desc, unit="file", leave=False))
+            return list(tqdm(pool.map(fn, jobs, chunksize=2), total=len(jobs), desc=desc, unit="file", leave=False,
+                             disable=None))
 
     @staticmethod
     def _assemble(by_split: dict, tokens: dict, source, unit: str):

@@ -402,7 +402,8 @@ def music21_notes(files: list[str], cache: Path, workers: int = 0, progress: boo
     todo = [j for j in jobs if not (cache / (j[0] + ".npy")).is_file() and not (cache / (j[0] + ".err")).is_file()]
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     out = {}
-    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress or not todo, leave=False)
+    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=None if (progress and todo) else True,
+               leave=False)
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 

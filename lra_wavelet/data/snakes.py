@@ -923,7 +923,7 @@ def write_dataset(root: Path, p: SnakeParams, total: int, seed: int = 0, workers
     from tqdm import tqdm
 
     bar = tqdm(total=sum(need.values()), desc=f"generating pathfinder{p.size}", unit="img",
-               disable=not progress or not jobs, leave=False)
+               disable=None if (progress and jobs) else True, leave=False)
     got: dict[int, list] = {b: [] for b in need}
     for b, lines in _pool_map(_write_chunk, jobs, workers):
         got[b] += lines

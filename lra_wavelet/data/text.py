@@ -68,7 +68,8 @@ def read_acl_split(d: Path, progress: bool = True) -> tuple[list[bytes], list[in
         files += [(label, f) for f in fs]
     from tqdm import tqdm
 
-    for label, f in tqdm(files, desc=f"reading IMDb {d.name}", unit="file", leave=False, disable=not progress):
+    for label, f in tqdm(files, desc=f"reading IMDb {d.name}", unit="file", leave=False,
+                         disable=None if progress else True):
         texts.append(f.read_bytes().strip())
         labels.append(label)
     return texts, labels

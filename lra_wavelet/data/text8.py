@@ -150,7 +150,7 @@ class Text8(_Corpus):
         if "linux-doc" in sources:
             files = sources["linux-doc"]
             n0 = len(parts)
-            for p in tqdm(files, desc="text8 stand-in: kernel docs", unit="file", leave=False):
+            for p in tqdm(files, desc="text8 stand-in: kernel docs", unit="file", leave=False, disable=None):
                 t = text8_normalise(read_text(p))
                 if t:
                     parts.append(t)

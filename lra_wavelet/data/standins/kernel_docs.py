@@ -107,7 +107,8 @@ def parse_docs(root: Path, max_pages: Optional[int] = None, workers: int = 0,
     from tqdm import tqdm
 
     pages = {}
-    bar = tqdm(total=len(rels), desc="parsing kernel docs", unit="page", leave=False, disable=not progress)
+    bar = tqdm(total=len(rels), desc="parsing kernel docs", unit="page", leave=False,
+               disable=None if progress else True)
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
             results = pool.map(_parse_pages, [(str(root), ch) for ch in chunks])
