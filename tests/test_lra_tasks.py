@@ -504,7 +504,12 @@ def test_a_broken_prepared_folder_is_a_one_line_error_naming_the_file(tmp_path):
             broken(name, change)()
 
 
-def test_retrieval_substitute_holdout_fractions_are_checked():
+def test_retrieval_substitute_holdout_fractions_are_checked_when_the_config_is_built():
+    from lra_wavelet import config as C
+
+    msg = r"sub_val_frac and sub_test_frac must be >= 0 and sum to less than 1"
     for sets in ({"sub_val_frac": 1.5}, {"sub_test_frac": -0.1}, {"sub_val_frac": 0.5, "sub_test_frac": 0.5}):
-        with pytest.raises(UserError, match=r"task.sub_val_frac and task.sub_test_frac must be >= 0 and sum to less than 1"):
-            Retrieval(RetrievalConfig(name="retrieval", sub_doc_dir="/nonexistent-is-not-read", **sets)).splits()
+        with pytest.raises(UserError, match=r"^task: " + msg):  # the one-line error of `run` / `validate`
+            C.resolve("retrieval", "transformer", sets=tuple(f"task.{k}={v}" for k, v in sets.items()))
+        with pytest.raises(ValueError, match=msg):
+            RetrievalConfig(name="retrieval", **sets)

@@ -251,7 +251,7 @@ def test_generated_images_have_the_reference_generators_statistics():
     assert 0.9 < np.mean([s.distractors for s in gen]) < 1.5
 
 
-def test_a_generator_count_below_one_image_is_named():
+def test_a_generator_count_below_one_image_is_named_when_the_config_is_built():
     for n in (0, -3):
-        with pytest.raises(UserError, match=rf"task.gen_total must be positive, got {n}"):
-            task("pathfinder", f"task.gen_total={n}").splits()
+        with pytest.raises(UserError, match=rf"^task: gen_total must be positive, got {n}$"):
+            C.resolve("pathfinder", "gpt", sets=(f"task.gen_total={n}",))

@@ -58,6 +58,10 @@ class PathfinderConfig(TaskConfig):
     gen_seed: int = 0
     gen_workers: int = 0  # processes (0: all cores); the images do not depend on it
 
+    def __post_init__(self):  # checked when the config is built (`validate` too), before any work
+        if self.gen_total <= 0:
+            raise ValueError(f"gen_total must be positive, got {self.gen_total}")
+
 
 # ----------------------------------------------------------------------------- reading
 
@@ -182,8 +186,6 @@ class Pathfinder(Task):
 
     def __init__(self, cfg: PathfinderConfig):
         super().__init__(cfg)
-        if cfg.gen_total <= 0:
-            raise UserError(f"task.gen_total must be positive, got {cfg.gen_total}")
         self.seq_len = self.size * self.size
         self.pad_id = 0 if cfg.pixel0_is_pad else None
         self.skipped: list[Path] = []  # zero-byte PNGs left out

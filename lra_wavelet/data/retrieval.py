@@ -49,6 +49,12 @@ class RetrievalConfig(HubConfig):
     sub_seed: int = 0
     sub_workers: int = 0  # processes for parsing HTML (0: all cores)
 
+    def __post_init__(self):  # checked when the config is built (`validate` too), before any work
+        v, t = self.sub_val_frac, self.sub_test_frac
+        if not (0 <= v and 0 <= t and v + t < 1):
+            raise ValueError(f"sub_val_frac and sub_test_frac must be >= 0 and sum to less than 1 (the fractions "
+                             f"of pages held out), got {v} and {t}")
+
 
 # ----------------------------------------------------------------------------- official AAN
 
@@ -134,13 +140,6 @@ class Retrieval(Task):
     default_source = "substitute"
     hub_columns = ("label", "text1", "text2")
     hub_splits = ("train", "val", "test")
-
-    def __init__(self, cfg: RetrievalConfig):
-        super().__init__(cfg)
-        v, t = cfg.sub_val_frac, cfg.sub_test_frac
-        if not (0 <= v and 0 <= t and v + t < 1):
-            raise UserError(f"task.sub_val_frac and task.sub_test_frac must be >= 0 and sum to less than 1 (the "
-                            f"fractions of pages held out), got {v} and {t}")
 
     def sources(self) -> list[Source]:
         c = self.cfg
