@@ -10,9 +10,12 @@ b'labels'. Grayscale as the benchmark's tf.image.rgb_to_grayscale computes it: 0
 0.1140 B on pixels scaled to [0, 1] (float32), times 255.5, truncated (`grayscale`). The pixel
 value is the token id (vocab 256); 1024 tokens in row-major order. The benchmark masks pixel value 0 as
 padding (`inputs > 0`), hiding black pixels from attention; `task.pixel0_is_pad=true` reproduces that
-(pad_id 0), the default treats every pixel as a token (pad_id None). Splits as the benchmark:
-train = the first 90% of the training batches in order (45,000), val = the last 10% (5,000), test =
-test_batch (10,000).
+(pad_id 0), and the reference configs of `transformer` and `wavspa` set it (tasks/image.yaml); the
+dataclass default treats every pixel as a token (pad_id None). Splits in the benchmark's proportions:
+train = the first 90% of the training batches in the pickles' order (45,000), val = the last 10%
+(5,000), test = test_batch (10,000). The benchmark's TFDS `train[:90%]` / `train[90%:]` slice TFDS's own
+stored order of the same 50,000 images, a fixed shuffle, so its validation images are another 5,000 of
+them (the training set differs by those): a named deviation, the same size and distribution.
 
 Offline stand-in (`standins/fashion_mnist.py`): Fashion-MNIST padded to 32x32. Splits follow the same rule
 as CIFAR: the first 90% of the 60,000 training images (54,000) / the last 10% (6,000) / the 10,000 test

@@ -15,7 +15,8 @@ cache, in the same layout, and the same reader reads them back (`source = genera
 
 Tokens: the pixel value (0..255), row-major; vocab 256. The benchmark masks pixel value 0 as padding
 (`inputs > 0`), which hides the black background from attention; `task.pixel0_is_pad=true`
-reproduces that quirk (pad_id 0); the default treats every pixel as a token (pad_id None).
+reproduces that quirk (pad_id 0), and the reference configs of `transformer` and `wavspa` set it
+(tasks/pathfinder.yaml); the dataclass default treats every pixel as a token (pad_id None).
 
 Sources, in order: the official tree under the data dir, else our generator (see base.py). Decoded
 pixels are cached once (uint8, all examples; the split and the padding switch are applied on load, so
