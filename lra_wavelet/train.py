@@ -375,6 +375,12 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
     loss_sum, count, preds, labels = torch.zeros((), device=device, dtype=torch.float64), 0, [], []
     limit = cfg.train.eval_batches if max_batches is None else max_batches
     n_max = limit * cfg.train.batch_size if limit else None  # the examples a pass covers, whatever the grouping
+    if cfg.train.eval_drop_last and task.kind != "lm":  # whole batches of train.batch_size only, as the benchmark
+        whole = len(split) // cfg.train.batch_size * cfg.train.batch_size
+        if whole == 0:
+            raise UserError(f"train.eval_drop_last: an evaluation split holds {len(split)} examples, fewer than one "
+                            f"batch of train.batch_size={cfg.train.batch_size}; lower the batch size or turn it off")
+        n_max = whole if n_max is None else min(n_max, whole)
     bs = cfg.train.eval_batch_size or cfg.train.batch_size
     seen = 0
     for i, batch in enumerate(split.eval_batches(bs, -(-n_max // bs) if n_max else 0)):

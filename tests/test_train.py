@@ -233,6 +233,35 @@ def test_compiled_evaluation_fills_a_short_last_group_and_drops_the_copies(tmp_p
     assert filled == pytest.approx(plain, rel=1e-6)
 
 
+def test_eval_drop_last_evaluates_whole_batches_only_as_the_benchmark(tmp_path):
+    """train.eval_drop_last: validation and test see only whole batches of train.batch_size (the benchmark's
+    drop_remainder), whatever the evaluation grouping; the same metrics as evaluating exactly those examples.
+    Off (the default) it leaves the hash of earlier runs unchanged; a split smaller than a batch is refused."""
+    import dataclasses
+
+    from lra_wavelet.errors import UserError
+
+    cfg = tiny(tmp_path, "wavelet", "train.eval_batch_size=5", "train.batch_size=7")
+    p = T.build(cfg)
+    val, bs = p.splits["val"], cfg.train.batch_size
+    whole = len(val) // bs * bs
+    assert 0 < whole < len(val)  # the tiny split ends in a partial batch
+    seen = []
+    real = p.model.forward
+    p.model.forward = lambda batch: (seen.append(len(batch["x"])), real(batch))[1]
+    drop = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_drop_last=True))
+    dropped = T.evaluate(p.model, val, p.task, drop, p.device, p.amp, trim=p.trim, max_batches=0)
+    assert sum(seen) == whole
+    cut = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=whole // bs))
+    assert dropped == pytest.approx(T.evaluate(p.model, val, p.task, cut, p.device, p.amp, trim=p.trim), rel=1e-6)
+    assert cfg.hash == C.resolve("listops", "wavelet", sets=tuple(TINY_LISTOPS) + ("train.eval_drop_last=false",
+                                 "train.eval_batch_size=5", "train.batch_size=7", "device=cpu",
+                                 f"out={tmp_path}")).hash != drop.hash
+    big = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_drop_last=True, batch_size=len(val) + 1))
+    with pytest.raises(UserError, match="train.eval_drop_last: an evaluation split holds"):
+        T.evaluate(p.model, val, p.task, big, p.device, p.amp, trim=p.trim, max_batches=0)
+
+
 def test_a_resume_restores_the_checkpoints_curve_or_trims_the_folders(tmp_path):
     """prepare_run_dir on resume at step 4: the checkpoint's own curve replaces the folder's file; a checkpoint
     from before curves were kept in them (None) leaves the folder's file, trimmed to the checkpoint's step."""
