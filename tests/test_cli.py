@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 
@@ -141,6 +142,9 @@ def test_prepare_export_then_train_from_the_prepared_folder(tmp_path, capsys):
                  "--set", "task.gen_seed=99"]) == 0  # generator settings are ignored: the folder is the data
     df = pd.read_csv(next((tmp_path / "runs").rglob("result.csv")))
     assert (df.data_source == "generated").all()
+    exported = json.loads((tmp_path / "prep" / "meta.json").read_text())["arrays_sha256"]
+    env = json.loads(next((tmp_path / "runs").rglob("env.json")).read_text())
+    assert env["data"]["arrays_sha256"] == exported and len(exported) == 16  # the folder's content, named
     assert main(["run", "--task", "text8", "--model", "gpt", "--set", f"task.prepared={tmp_path / 'prep'}"]) == 2
     assert "holds task 'listops'" in capsys.readouterr().err
 

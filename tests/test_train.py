@@ -233,6 +233,21 @@ def test_compiled_evaluation_fills_a_short_last_group_and_drops_the_copies(tmp_p
     assert filled == pytest.approx(plain, rel=1e-6)
 
 
+def test_env_records_a_content_digest_of_the_runs_data(tmp_path):
+    """env.json `data`: the source, the task version, the examples per split and a digest of the arrays'
+    content: the same for the same data wherever it was built (a prepared export carries it), another for
+    other data."""
+    def data(out, *sets):
+        run = T.train(tiny(out, "gpt", "train.max_steps=2", "train.eval_every=2", *sets), progress=False)
+        return json.loads((run.run_dir / "env.json").read_text())["data"]
+
+    a = data(tmp_path / "a")
+    assert a["data_source"] == "generated" and a["examples"] == {"train": 96, "val": 24, "test": 24}
+    assert len(a["arrays_sha256"]) == 16
+    assert data(tmp_path / "b", "seed=5")["arrays_sha256"] == a["arrays_sha256"]  # the model's seed: same data
+    assert data(tmp_path / "c", "task.gen_seed=7")["arrays_sha256"] != a["arrays_sha256"]
+
+
 def test_eval_drop_last_evaluates_whole_batches_only_as_the_benchmark(tmp_path):
     """train.eval_drop_last: validation and test see only whole batches of train.batch_size (the benchmark's
     drop_remainder), whatever the evaluation grouping; the same metrics as evaluating exactly those examples.

@@ -279,7 +279,7 @@ class Task:
             else:
                 arrays[f"{k}_x"], arrays[f"{k}_y"], kinds[k] = np.asarray(s.x), np.asarray(s.y), "array"
         meta = {"task": self.name, "version": self.version, "data_source": self.source, "splits": kinds,
-                "aliases": self.stood_in, "settings": asdict(self.cfg)}
+                "aliases": self.stood_in, "settings": asdict(self.cfg), "arrays_sha256": arrays_digest(arrays)}
         out = Path(out)
         if out.exists() and any(out.iterdir()):
             raise UserError(f"{out}: export folder exists and is not empty")
@@ -324,6 +324,7 @@ class Task:
                 raise UserError(f"{where}: no '{k}' split listed; expected train, val and test")
         self.source = meta["data_source"]
         self.stood_in = dict(meta.get("aliases") or {})
+        self.meta = {"arrays_sha256": meta.get("arrays_sha256")}  # of the exported (capped) splits
         out = {}
         for k, kind in splits.items():
             if kind == "stream":
@@ -380,20 +381,43 @@ class Task:
         return {"task": self.name, "kind": self.kind, "seq_len": self.seq_len, "n_classes": self.n_classes,
                 "vocab_size": self.vocab_size, "data_source": self.source, "version": self.version}
 
+    def provenance(self) -> dict:
+        """What a run's env.json records of its data (after a load): the source kind, the task version, the
+        content digest of the arrays it was built into (None for a cache written before digests were kept) and
+        the examples per split after caps. The same digest on two machines: the same data."""
+        splits = self._splits or {}
+        return {"data_source": self.source, "task_version": self.version,
+                "arrays_sha256": self.meta.get("arrays_sha256"), "stood_in": dict(self.stood_in),
+                "examples": {k: len(v) for k, v in splits.items()}}
+
+
+def arrays_digest(arrays: dict) -> str:
+    """Content digest of named arrays (names, dtypes, shapes and bytes): equal digests, equal data, on any
+    machine. Recorded when a cache or an export is written, and in every run's env.json (`data`)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a.reshape(-1).view(np.uint8)))
+    return h.hexdigest()[:16]
+
 
 def _write_built(d: Path, built: dict, task: str, seconds: float) -> None:
     """Store what a source built: x_<split>/y_<split>.npy (or <split>.npy for token streams) + meta.json."""
     built = dict(built)
     meta = dict(built.pop("meta", None) or {}, build_seconds=seconds)
+    arrays = {}
     for split, v in built.items():
         if isinstance(v, tuple):
             x, y = v
             if len(y) == 0:
                 raise UserError(f"{task}: the {split} split came out empty; check the source data")
-            np.save(d / f"x_{split}.npy", np.ascontiguousarray(x))
-            np.save(d / f"y_{split}.npy", np.asarray(y, dtype=np.int64))
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = np.ascontiguousarray(x), np.asarray(y, dtype=np.int64)
         else:
-            np.save(d / f"{split}.npy", np.ascontiguousarray(v))
+            arrays[split] = np.ascontiguousarray(v)
+    for name, a in arrays.items():
+        np.save(d / f"{name}.npy", a)
+    meta["arrays_sha256"] = arrays_digest(arrays)
     (d / "meta.json").write_text(json.dumps(meta, default=str) + "\n")
 
 
