@@ -224,6 +224,8 @@ def classify_run(task: str, model: str, seed, cfg: dict | None, config_hash, ste
             (f"preset {p}" for p in _presets(task)
              if _reference(task, model, p) is not None and not config_mod.deviations(cfg, _reference(task, model, p))),
             "custom")
+        if setup == "custom" and set(devs) == {"train.max_steps"}:  # one uniform reduced budget (results/lra)
+            setup = f"reference at {devs['train.max_steps'][0]} steps"
     less = config_mod.reduced(devs)
     if status == "ok" and pd.notna(step) and step < ref["train"]["max_steps"]:
         less = {**less, "steps": (int(step), ref["train"]["max_steps"])}
@@ -700,9 +702,11 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "'—' = not run; FAIL = no number (seeds failed, diverged or left no usable value); unfinished = a seed was stopped "
             "before the end and none failed (the next sweep runs it again, from its checkpoint where that still "
             "exists). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
-            "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; custom = "
-            "other settings (lra_summary.csv lists them); not recorded = no config.yaml beside the rows. "
-            "* = less than the reference budget (fewer steps, smaller batches or capped splits): a smoke run, "
+            "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; reference at "
+            "N steps = the reference configuration with train.max_steps lowered to N and nothing else changed (the "
+            "schedule decays over the shorter run); custom = other settings (lra_summary.csv lists them); not "
+            "recorded = no config.yaml beside the rows. "
+            "* = less than the reference budget (fewer steps, smaller batches or capped splits): "
             "not comparable with the published rows. † = substitute data (not comparable with published numbers). "
             "‡ = the cell pools runs of different configurations (or one seed twice): report one configuration "
             "per folder. Chance = a constant guess.", *table.attrs.get("notes", [])])

@@ -61,6 +61,23 @@ def test_cells_count_unfinished_seeds_and_leave_reduced_runs_out_unless_asked(tm
     assert quick.reduced and "train.max_steps" in quick.deviations and quick.chance == pytest.approx(10.0)
 
 
+def test_a_uniform_reduced_budget_is_named_as_such_and_compared_within_it(tmp_path):
+    """The reference configuration with only train.max_steps lowered (the table's reduced budgets): setup
+    'reference at N steps', marked *, and WaveletGPT compared with the others at that same budget."""
+    for model in ("gpt", "wavelet"):
+        for seed in (0, 1):
+            make_run(tmp_path, model=model, seed=seed, sets=("train.max_steps=1000",), value=0.3 + 0.01 * seed)
+    make_run(tmp_path, model="gpt", seed=2, sets=("train.max_steps=1000", "model.d_model=32"))  # another setup
+    df = report.load_rows([tmp_path])
+    table, _ = report.lra_table(df, include_reduced=True)
+    cells = dict(zip(zip(table.Model, table.Setup), table.ListOps))
+    assert cells[("gpt", "reference at 1000 steps")] == "30.50 ± 0.71 (n=2) *"
+    assert ("gpt", "custom") in cells and ("wavelet", "reference at 1000 steps") in cells
+    compare = report.lra_compare_table(df, include_reduced=True)
+    row = compare[(compare.vs == "gpt") & (compare.Setup == "reference at 1000 steps")]
+    assert len(row) == 1 and row.Difference.iloc[0] == "+0.00"
+
+
 def test_all_seeds_diverged_is_fail_with_the_count(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, model="wavelet", seed=seed, status="diverged", step=2)
