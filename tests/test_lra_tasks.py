@@ -456,15 +456,31 @@ def test_image_pixel0_is_pad_makes_the_transformer_mask_black_pixels(tmp_path):
     x = np.asarray(quirk.splits()["test"].x)
     assert np.array_equal(x, plain.splits()["test"].x) and quirk.cache_dir() == plain.cache_dir()  # same arrays
     x = torch.from_numpy(x.astype(np.int64))  # (a copy: the cached array is read-only)
-    x[:, ::3] = 0  # black pixels
+    x[:, 0] = 7
+    x[:, 1::3] = 0  # black pixels, none first
     cls = MODELS.get("transformer")
-    for task, masked in ((quirk, True), (plain, False)):
+
+    def black_pixels_matter(task, x, **kw):
         torch.manual_seed(0)
-        model = cls(task, cls.Config(name="transformer", n_layers=1, d_model=16, n_heads=2, d_ff=32)).eval()
+        model = cls(task, cls.Config(name="transformer", n_layers=1, d_model=16, n_heads=2, d_ff=32, **kw)).eval()
         with torch.no_grad():
             before = model({"x": x})
             model.tok.weight[0] += torch.randn(16)  # what a black pixel looks like to the model
-            assert torch.allclose(model({"x": x}), before, atol=1e-5) == masked, task.pad_id
+            return not torch.allclose(model({"x": x}), before, atol=1e-5)
+
+    assert not black_pixels_matter(quirk, x) and black_pixels_matter(plain, x)
+    # an image opening with a black pixel: the benchmark's CLS takes that pixel's mask, so the CLS is padding
+    # and attends uniformly to every position, black ones too (cls_mask 'first_token'); 'valid' keeps it valid
+    x[:, 0] = 0
+    assert black_pixels_matter(quirk, x) and not black_pixels_matter(quirk, x, cls_mask="valid")
+    x[1:, 0] = 7  # only the first image opens black: the others' outputs are untouched
+    torch.manual_seed(0)
+    model = cls(quirk, cls.Config(name="transformer", n_layers=1, d_model=16, n_heads=2, d_ff=32)).eval()
+    with torch.no_grad():
+        before = model({"x": x})
+        model.tok.weight[0] += torch.randn(16)
+        after = model({"x": x})
+    assert not torch.allclose(after[0], before[0], atol=1e-5) and torch.allclose(after[1:], before[1:], atol=1e-5)
 
 
 def test_a_broken_prepared_folder_is_a_one_line_error_naming_the_file(tmp_path):

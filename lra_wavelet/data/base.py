@@ -162,6 +162,7 @@ class Task:
     vocab_size: int = 0
     n_classes: int = 0  # lm: 0
     pad_id: Optional[int] = 0  # None: no position is padding
+    padding_leads: bool = False  # padding may open a sequence (black pixels as padding), not only trail it
     chance: float = 0.0  # accuracy of a constant majority-free guess (lm: not applicable)
     headline_metric: Optional[str] = None  # what tables report (test split); None: accuracy, lm: loss (nats/token)
     yaml_family: Optional[str] = None  # a variant sharing tasks/<family>.yaml (text-1000: text); None: its own only

@@ -162,6 +162,7 @@ class ImageTask(Task):
     def __init__(self, cfg: ImageConfig):
         super().__init__(cfg)
         self.pad_id = 0 if cfg.pixel0_is_pad else None
+        self.padding_leads = cfg.pixel0_is_pad  # an image may start with a black pixel
 
     def sources(self) -> list[Source]:
         c = self.cfg

@@ -189,6 +189,7 @@ class Pathfinder(Task):
         super().__init__(cfg)
         self.seq_len = self.size * self.size
         self.pad_id = 0 if cfg.pixel0_is_pad else None
+        self.padding_leads = cfg.pixel0_is_pad  # an image may start with a black pixel
         self.skipped: list[Path] = []  # zero-byte PNGs left out
 
     @property

@@ -25,9 +25,12 @@ flax.deprecated.nn and flax.optim at flax 0.3):
     the model mean-pools with mean_pool 'all' (the only readout that sees padded positions; such a model is
     not pad-invariant). Attention dropout on those uniform rows is not reproduced (they are exact means);
   * retrieval: the two documents' first tokens (no CLS vector is prepended) and [e1, e2] to the MLP.
-One difference remains: the benchmark's CLS vector takes the padding mask of the first token, so a sequence
-that starts with padding has its CLS masked. Our CLS is always valid; no LRA task starts a sequence with
-padding except an image whose first pixel is 0 under the pixel-0-is-padding quirk.
+  * the CLS vector takes the padding mask of the first token (cls_mask 'first_token'), so an image whose first
+    pixel is black (pixel 0 as padding) has its CLS masked: no position attends to it and it attends uniformly
+    to every position, padding included, the readout the benchmark pools. Only such tasks (padding_leads) are
+    affected; 'valid' keeps the CLS always valid.
+One difference remains: an image that is all black (every position padding) attends from its CLS to the CLS
+alone, where the benchmark's rows are all uniform.
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ class LRAConfig(ModelConfig):
     weight_decay_on: Literal["matrices", "all"] = "all"
     norm_eps: float = 1e-6
     gelu: Literal["exact", "tanh"] = "tanh"
+    cls_mask: Literal["first_token", "valid"] = "first_token"  # the CLS takes the first token's padding mask
 
 
 def _gpt_init(m: nn.Module) -> None:
@@ -177,7 +181,11 @@ class SequenceModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, self.make_mixer(i)) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.head = self.make_head(task, cfg)
-        reads_padding = self.pool_mode == "mean" and cfg.mean_pool == "all"
+        # the readout sees padded positions: mean pooling over all of them, or a CLS that is itself padding
+        # when the sequence opens with padding (LRAConfig.cls_mask 'first_token' on the image tasks)
+        self.cls_takes_first = (self.pool_mode == "cls" and getattr(cfg, "cls_mask", "valid") == "first_token"
+                                and task.pad_id is not None and getattr(task, "padding_leads", False))
+        reads_padding = (self.pool_mode == "mean" and cfg.mean_pool == "all") or self.cls_takes_first
         for m in self.modules():  # the padded positions' attention is only observable when the readout averages them
             if isinstance(m, Attention):
                 m.uniform_padded = reads_padding
@@ -237,8 +245,8 @@ class SequenceModel(nn.Module):
         h = self.tok(x)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(x.shape[0], -1, -1), h], dim=1)
-            if mask is not None:
-                mask = F.pad(mask, (1, 0), value=True)
+            if mask is not None:  # the benchmark's CLS takes the first token's mask (cls_takes_first)
+                mask = torch.cat([mask[:, :1] if self.cls_takes_first else torch.ones_like(mask[:, :1]), mask], 1)
         if mask is not None:
             mask = mask.clone()
             mask[:, 0] |= ~mask.any(1)  # an all-padding row must still attend somewhere
