@@ -24,6 +24,13 @@ before the transform, and a coefficient is a valid key when its support holds at
 position, so valid outputs never depend on padded inputs, nor on how much padding follows them.
 Initialisation, weight decay, pooling and the retrieval head follow the LRA benchmark's conventions
 (backbone.LRAConfig), whose code base WavSpA's LRA numbers were produced in.
+
+Padding against WavSpA's own code (EvanZhuang/wavspa 0610f76, models/wavspa/wavspa_learn.py), which also
+takes `inputs > 0` as its mask (black pixels on the image tasks: task.pixel0_is_pad in our reference
+configs): it zeroes masked positions of each block's input, residual stream included, before the LayerNorm
+(so they enter the transform as the LayerNorm's bias), and its attention over coefficients has no mask. Here
+masked positions are zeroed after the LayerNorm, inside the mixer, padded coefficients are masked keys, and
+the residual stream keeps them. Both hide padding from the mixing; the readouts differ at padded positions.
 """
 
 from __future__ import annotations
