@@ -513,3 +513,14 @@ def test_retrieval_substitute_holdout_fractions_are_checked_when_the_config_is_b
             C.resolve("retrieval", "transformer", sets=tuple(f"task.{k}={v}" for k, v in sets.items()))
         with pytest.raises(ValueError, match=msg):
             RetrievalConfig(name="retrieval", **sets)
+
+
+def test_reading_the_official_aan_files_draws_no_progress_bar_off_a_terminal(tmp_path, capsys):
+    """Progress bars only on a terminal (tqdm disable=None): a sweep's log must not fill with bar updates."""
+    from lra_wavelet.data.retrieval import read_aan_tsv
+
+    f = tmp_path / "new_aan_pairs.train.tsv"
+    f.write_text("".join(f"{i % 2}\ta{i}\tb{i}\tdoc one {i}\tdoc two {i}\n" for i in range(5)))
+    x, y = read_aan_tsv(f, 16)
+    assert x.shape == (5, 2, 16) and list(y) == [0, 1, 0, 1, 0]
+    assert "reading new_aan_pairs" not in capsys.readouterr().err
