@@ -837,7 +837,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
     run_id, _ = run_paths(p.cfg)
     env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world,
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
-           "data": p.task.provenance()}
+           "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)
         for name in ("metrics.jsonl", "best.pt"):

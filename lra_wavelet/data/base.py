@@ -381,13 +381,14 @@ class Task:
         return {"task": self.name, "kind": self.kind, "seq_len": self.seq_len, "n_classes": self.n_classes,
                 "vocab_size": self.vocab_size, "data_source": self.source, "version": self.version}
 
-    def provenance(self) -> dict:
+    def provenance(self, splits: Optional[dict] = None) -> dict:
         """What a run's env.json records of its data: the source kind, the task version, the content digest of
         the splits it reads (`arrays_sha256`: after caps and any split applied on load, whatever the layout they
         were stored in: a run from the cache and one from an export of it agree), the digest of the arrays as
         stored (`stored_sha256`: the cache's or export's meta.json; None for a cache written before digests were
-        kept) and the examples per split. The same arrays_sha256 on two machines: the same data."""
-        splits = self.splits()
+        kept) and the examples per split. The same arrays_sha256 on two machines: the same data. `splits`: those
+        the run reads, when given (a run built with its own), else the task's."""
+        splits = self.splits() if splits is None else splits
         return {"data_source": self.source, "task_version": self.version,
                 "arrays_sha256": splits_digest(splits), "stored_sha256": self.meta.get("arrays_sha256"),
                 "stood_in": dict(self.stood_in), "examples": {k: len(v) for k, v in splits.items()}}
