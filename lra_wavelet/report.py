@@ -204,6 +204,10 @@ def config_id(cfg: dict | None) -> str:
         d["task"].pop(k, None)
     for k in config_mod.SPEED_ONLY_KEYS:
         d["train"].pop(k, None)
+    for section, keys in config_mod.LATER_KEYS.items():  # a key added later, at its default: as a run made before it
+        for k, default in keys.items():
+            if d[section].get(k, default) == default:
+                d[section].pop(k, None)
     return hashlib.sha256(json.dumps(config_mod.yaml_ready(d), sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -260,6 +260,11 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         raise UserError(f"train.test_on=best: task '{task.name}' validates on its test split (it has no validation "
                         "split of its own, as in the benchmark), so the tested checkpoint would be chosen on the test "
                         "examples themselves; use train.test_on=final (the benchmark's rule)")
+    if t.eval_drop_last and task.kind != "lm":  # evaluate's rule, checked before any step is spent
+        for name in ("val", "test"):
+            if name in splits and len(splits[name]) < t.batch_size:
+                raise UserError(f"train.eval_drop_last: the {name} split holds {len(splits[name])} examples, fewer "
+                                f"than one batch of train.batch_size={t.batch_size}; lower the batch size or turn it off")
     model = build_model(task, cfg.model).to(device)
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
@@ -832,7 +837,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
     run_id, _ = run_paths(p.cfg)
     env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world,
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
-           "data": p.task.provenance()}
+           "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)
         for name in ("metrics.jsonl", "best.pt"):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -89,6 +91,19 @@ def test_committed_lra_rows_keep_their_config_hash():
     would orphan every committed row. These are the hashes of rows in results/lra/runs (H200, 2026-12-02)."""
     assert C.resolve("listops", "transformer", sets=("seed=0",)).hash == "33f13437f0"
     assert C.resolve("listops", "wavelet", sets=("seed=0",)).hash == "218856cff7"
+
+
+def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
+    """Each results/lra/runs/<task>/<model>/<run_id>/config.yaml resolves to its folder's hash suffix, and so does
+    the reference configuration at its train.max_steps (what a sweep with --set train.max_steps=N looks for): a
+    key added later (config.LATER_KEYS), a new default or a task YAML's models: block must rename none."""
+    folders = sorted((Path(__file__).resolve().parents[1] / "results" / "lra" / "runs").glob("*/*/*/config.yaml"))
+    assert len(folders) >= 20
+    for f in folders:
+        d, suffix = yaml.safe_load(f.read_text()), f.parent.name.rsplit("-", 1)[1]
+        assert C.resolve(config_file=str(f)).hash == suffix, f
+        sets = (f"seed={d['seed']}", f"train.max_steps={d['train']['max_steps']}")
+        assert C.resolve(d["task"]["name"], d["model"]["name"], sets=sets).hash == suffix, f
 
 
 def test_lra_data_fills_data_dir_unless_a_config_sets_it(tmp_path, monkeypatch):

@@ -529,3 +529,31 @@ def test_retrieval_substitute_holdout_fractions_are_checked_when_the_config_is_b
             C.resolve("retrieval", "transformer", sets=tuple(f"task.{k}={v}" for k, v in sets.items()))
         with pytest.raises(ValueError, match=msg):
             RetrievalConfig(name="retrieval", **sets)
+
+
+def test_reading_the_official_aan_files_draws_no_progress_bar_off_a_terminal(tmp_path, capsys):
+    """Progress bars only on a terminal (tqdm disable=None): a sweep's log must not fill with bar updates."""
+    from lra_wavelet.data.retrieval import read_aan_tsv
+
+    f = tmp_path / "new_aan_pairs.train.tsv"
+    f.write_text("".join(f"{i % 2}\ta{i}\tb{i}\tdoc one {i}\tdoc two {i}\n" for i in range(5)))
+    x, y = read_aan_tsv(f, 16)
+    assert x.shape == (5, 2, 16) and list(y) == [0, 1, 0, 1, 0]
+    assert "reading new_aan_pairs" not in capsys.readouterr().err
+
+
+def test_the_splits_digest_does_not_depend_on_how_the_rows_are_blocked():
+    """splits_digest streams a block of rows at a time: the same digest for any block size, for Retrieval's
+    (N, 2, L) arrays and Pathfinder's row views alike; another byte, another digest."""
+    from lra_wavelet.data.base import ArraySplit, splits_digest
+    from lra_wavelet.data.pathfinder import _Rows
+
+    rng = np.random.default_rng(0)
+    x3, y = rng.integers(0, 300, (7, 2, 5)).astype(np.uint16), rng.integers(0, 2, 7)
+    pool = rng.integers(0, 256, (9, 4)).astype(np.uint8)
+    splits = {"train": ArraySplit(x3, y), "val": ArraySplit(_Rows(pool, np.array([8, 1, 3])), y[:3]),
+              "test": ArraySplit(pool[[8, 1, 3]], y[:3])}
+    digests = {splits_digest(splits, chunk_bytes=c) for c in (1, 13, 64, 1 << 20)}
+    assert len(digests) == 1
+    x3[6, 1, 4] ^= 1
+    assert splits_digest(splits) not in digests

@@ -255,3 +255,20 @@ def test_a_generator_count_below_one_image_is_named_when_the_config_is_built():
     for n in (0, -3):
         with pytest.raises(UserError, match=rf"^task: gen_total must be positive, got {n}$"):
             C.resolve("pathfinder", "gpt", sets=(f"task.gen_total={n}",))
+
+
+def test_the_data_digest_names_the_examples_read_wherever_they_came_from(tmp_path):
+    """env.json's data.arrays_sha256 is of the splits a run reads: a run from the cache and one from an export of
+    it (another layout: the split arrays, not the cached pool) record the same digest; another split_seed (applied
+    on load, the same cache) or a cap records another."""
+    def digest(*sets):
+        t = task("pathfinder", "task.gen_total=40", "task.gen_workers=1", *sets)
+        t.splits()
+        return t, t.provenance()["arrays_sha256"]
+
+    t, cached = digest()
+    t.export(tmp_path / "prep")
+    assert digest(f"task.prepared={tmp_path / 'prep'}")[1] == cached
+    assert digest("task.split_seed=1")[1] != cached
+    assert digest("task.n_train=10")[1] != cached
+    assert len(cached) == 16 and t.provenance()["stored_sha256"] is not None  # the cache's own, as written

@@ -318,3 +318,21 @@ def test_task_curves_leave_out_runs_stopped_before_their_end(tmp_path, monkeypat
     plot.write_plots([tmp_path], tmp_path / "fig")
     run_ids = set(drawn["listops"].run_id)
     assert partial.name not in run_ids and diverged.name in run_ids and len(run_ids) == 2
+
+
+def test_a_key_added_later_at_its_default_pools_with_runs_made_before_it(tmp_path):
+    """A run made before train.eval_drop_last existed (no such key in its config.yaml) and a run that saved it at
+    its default (false) are one configuration (config.LATER_KEYS): the same config_id, a cell without ‡; at a
+    non-default value they are two."""
+    import yaml
+
+    old = make_run(tmp_path, seed=0, value=0.3)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    cfg["train"].pop("eval_drop_last")  # as the committed runs' config.yaml files
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    make_run(tmp_path, seed=1, value=0.32)
+    runs = report.run_table(report.load_rows([tmp_path]))
+    assert runs.config_id.nunique() == 1
+    table, _ = report.lra_table(report.load_rows([tmp_path]))
+    assert "‡" not in table.ListOps.iloc[0] and "(n=2)" in table.ListOps.iloc[0]
+    assert report.config_id(cfg) != report.config_id({**cfg, "train": {**cfg["train"], "eval_drop_last": True}})

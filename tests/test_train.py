@@ -336,3 +336,13 @@ def test_a_resume_restores_the_best_weights_of_its_checkpoint(tmp_path):
     T.prepare_run_dir(p, run_dir, 4, run_dir / "checkpoint.pt")
     restored = torch.load(run_dir / "best.pt", weights_only=True)
     assert all(torch.equal(restored[k], then[k]) for k in then)
+
+
+def test_eval_drop_last_with_a_split_smaller_than_a_batch_is_refused_before_training(tmp_path):
+    """train.eval_drop_last with an evaluation split smaller than one batch: the one-line error at build, not after
+    train.eval_every steps of training."""
+    from lra_wavelet.errors import UserError
+
+    with pytest.raises(UserError, match=r"train.eval_drop_last: the val split holds 24 examples, fewer than one batch"):
+        T.build(tiny(tmp_path, "gpt", "train.eval_drop_last=true", "train.batch_size=32"))
+    T.build(tiny(tmp_path, "gpt", "train.eval_drop_last=true", "train.batch_size=24"))  # one whole batch: fine

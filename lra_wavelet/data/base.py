@@ -280,7 +280,7 @@ class Task:
             else:
                 arrays[f"{k}_x"], arrays[f"{k}_y"], kinds[k] = np.asarray(s.x), np.asarray(s.y), "array"
         meta = {"task": self.name, "version": self.version, "data_source": self.source, "splits": kinds,
-                "aliases": self.stood_in, "settings": asdict(self.cfg), "arrays_sha256": arrays_digest(arrays)}
+                "aliases": self.stood_in, "settings": asdict(self.cfg), "arrays_sha256": splits_digest(self.splits())}
         out = Path(out)
         if out.exists() and any(out.iterdir()):
             raise UserError(f"{out}: export folder exists and is not empty")
@@ -325,7 +325,7 @@ class Task:
                 raise UserError(f"{where}: no '{k}' split listed; expected train, val and test")
         self.source = meta["data_source"]
         self.stood_in = dict(meta.get("aliases") or {})
-        self.meta = {"arrays_sha256": meta.get("arrays_sha256")}  # of the exported (capped) splits
+        self.meta = {"arrays_sha256": meta.get("arrays_sha256")}  # of the exported splits (splits_digest)
         out = {}
         for k, kind in splits.items():
             if kind == "stream":
@@ -382,14 +382,33 @@ class Task:
         return {"task": self.name, "kind": self.kind, "seq_len": self.seq_len, "n_classes": self.n_classes,
                 "vocab_size": self.vocab_size, "data_source": self.source, "version": self.version}
 
-    def provenance(self) -> dict:
-        """What a run's env.json records of its data (after a load): the source kind, the task version, the
-        content digest of the arrays it was built into (None for a cache written before digests were kept) and
-        the examples per split after caps. The same digest on two machines: the same data."""
-        splits = self._splits or {}
+    def provenance(self, splits: Optional[dict] = None) -> dict:
+        """What a run's env.json records of its data: the source kind, the task version, the content digest of
+        the splits it reads (`arrays_sha256`: after caps and any split applied on load, whatever the layout they
+        were stored in: a run from the cache and one from an export of it agree), the digest of the arrays as
+        stored (`stored_sha256`: the cache's or export's meta.json; None for a cache written before digests were
+        kept) and the examples per split. The same arrays_sha256 on two machines: the same data. `splits`: those
+        the run reads, when given (a run built with its own), else the task's."""
+        splits = self.splits() if splits is None else splits
         return {"data_source": self.source, "task_version": self.version,
-                "arrays_sha256": self.meta.get("arrays_sha256"), "stood_in": dict(self.stood_in),
-                "examples": {k: len(v) for k, v in splits.items()}}
+                "arrays_sha256": splits_digest(splits), "stored_sha256": self.meta.get("arrays_sha256"),
+                "stood_in": dict(self.stood_in), "examples": {k: len(v) for k, v in splits.items()}}
+
+
+def splits_digest(splits: dict, chunk_bytes: int = 64 << 20) -> str:
+    """Content digest of {split: ArraySplit | StreamSplit} as read (names, dtypes, shapes and bytes), streamed a
+    block of rows at a time: no split is copied whole (Pathfinder's are row views of the cached pool)."""
+    h = hashlib.sha256()
+    for k in sorted(splits):
+        s = splits[k]
+        for name, a in ((("tokens", s.tokens),) if isinstance(s, StreamSplit) else (("x", s.x), ("y", s.y))):
+            shape = tuple(a.shape)
+            h.update(f"{k}.{name}:{np.dtype(a.dtype).str}:{shape};".encode())
+            row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(a.dtype).itemsize)
+            step = max(1, chunk_bytes // row)
+            for i in range(0, shape[0], step):
+                h.update(memoryview(np.ascontiguousarray(np.asarray(a[i:i + step])).reshape(-1).view(np.uint8)))
+    return h.hexdigest()[:16]
 
 
 def arrays_digest(arrays: dict) -> str:

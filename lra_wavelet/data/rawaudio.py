@@ -135,7 +135,7 @@ class Audio(_Corpus):
         a, b, _ = split_counts(len(order))
         by_split = {"train": order[:a], "val": order[a:a + b], "test": order[a + b:]}
         out = {}
-        bar = tqdm(total=len(good), desc="reading audio", unit="file", leave=False)
+        bar = tqdm(total=len(good), desc="reading audio", unit="file", leave=False, disable=None)
         for k in SPLITS:
             cap, parts, n = self._cap(k), [], 0
             for p in by_split[k]:
@@ -190,7 +190,8 @@ class Audio(_Corpus):
             raise UserError("music21's corpus: no score could be read for the audio stand-in"
                             + (f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
         out = {}
-        bar = tqdm(total=n_pieces, desc=f"rendering piano audio ({renderer})", unit="piece", leave=False)
+        bar = tqdm(total=n_pieces, desc=f"rendering piano audio ({renderer})", unit="piece", leave=False,
+                   disable=None)
         for k in SPLITS:
             parts = []
             for i in range(0, len(chosen[k]), 25):  # a slice at a time, so the bar moves

@@ -74,7 +74,7 @@ def read_aan_tsv(path: Path, max_len: int, progress: bool = True) -> tuple[np.nd
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         for row in tqdm(reader, total=n_lines, desc=f"reading {path.name}", unit="pair", leave=False,
-                        disable=not progress):
+                        disable=None if progress else True):
             lineno = reader.line_num
             if not row:  # a blank line
                 continue
