@@ -260,6 +260,9 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         raise UserError(f"train.test_on=best: task '{task.name}' validates on its test split (it has no validation "
                         "split of its own, as in the benchmark), so the tested checkpoint would be chosen on the test "
                         "examples themselves; use train.test_on=final (the benchmark's rule)")
+    if t.eval_drop_last and task.kind == "lm":
+        raise UserError(f"train.eval_drop_last: task '{task.name}' is a language model, whose evaluation windows "
+                        "are not the benchmark's batches; the switch applies to classifiers only")
     if t.eval_drop_last and task.kind != "lm":  # evaluate's rule, checked before any step is spent
         for name in ("val", "test"):
             if name in splits and len(splits[name]) < t.batch_size:

@@ -346,3 +346,8 @@ def test_eval_drop_last_with_a_split_smaller_than_a_batch_is_refused_before_trai
     with pytest.raises(UserError, match=r"train.eval_drop_last: the val split holds 24 examples, fewer than one batch"):
         T.build(tiny(tmp_path, "gpt", "train.eval_drop_last=true", "train.batch_size=32"))
     T.build(tiny(tmp_path, "gpt", "train.eval_drop_last=true", "train.batch_size=24"))  # one whole batch: fine
+    import types  # a language model's windows are not the benchmark's batches: refused, not silently ignored
+
+    lm = types.SimpleNamespace(kind="lm", name="text8", seq_len=16, vocab_size=11, n_classes=0, pad_id=None)
+    with pytest.raises(UserError, match="train.eval_drop_last: task 'text8' is a language model"):
+        T.build(tiny(tmp_path, "gpt", "train.eval_drop_last=true"), task=lm, splits={})
