@@ -555,6 +555,29 @@ def test_heads_are_padded_by_default_only_where_a_key_mask_leaves_the_math_kerne
     assert [w(4, 0, True, True), w(4, 16, False, False), w(32, 8, True, True)] == [4, 16, 32]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: auto padding pads on CUDA alone")
+def test_on_cuda_auto_padded_masked_heads_equal_the_unpadded_math_path():
+    """On the GPU (run there: `python -m pytest -q tests/test_models.py -k cuda`): the default, auto, pads masked
+    4-wide heads to 8 and SDPA takes another kernel; outputs and gradients equal those unpadded (math kernel)."""
+    from lra_wavelet import config as C
+    from lra_wavelet import train as T
+
+    outs = []
+    for pad in (0, None):
+        cfg = C.resolve("pathfinder", "transformer", sets=("model.dropout=0.0", "model.attn_dropout=0.0",
+                                                           f"train.attn_pad_heads={'null' if pad is None else pad}"))
+        p = T.build(cfg, torch.device("cuda"), splits={})
+        x = torch.randint(0, 4, (8, 1024), generator=torch.Generator().manual_seed(1)).cuda()  # many black pixels
+        torch.manual_seed(2)
+        loss = p.model({"x": x}).float().square().sum()
+        loss.backward()
+        outs.append((loss.detach(), [q.grad.clone() for q in p.model.parameters() if q.grad is not None]))
+    (l0, g0), (l1, g1) = outs
+    torch.testing.assert_close(l1, l0, rtol=1e-4, atol=1e-5)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+
+
 def test_zero_padded_heads_give_the_same_attention_and_gradients():
     """train.attn_pad_heads (speed only): heads of width 4 padded to 8 compute the same outputs and gradients,
     with a padding mask (encoder) and causally (decoder), and with attention dropout from the same seed (on the
