@@ -240,10 +240,22 @@ def _existing(paths) -> list:
 
 
 def cmd_report(a) -> int:
-    from .report import write_reports
+    from .report import LRA_TASKS, write_reports
 
     _existing(a.paths)
-    write_reports(a.paths, writable_folder(a.out), tables=a.table, include_reduced=a.include_reduced)
+
+    reach = {}
+    for item in a.reach or []:
+        task, _, level = item.partition("=")
+        try:
+            value = float(level)
+        except ValueError:
+            value = -1.0
+        if task not in LRA_TASKS or not 0 < value <= 1:
+            raise UserError(f"--reach {item}: expected TASK=LEVEL with LEVEL a validation accuracy in (0, 1], "
+                            f"e.g. listops=0.30, and TASK one of {', '.join(LRA_TASKS)}")
+        reach[task] = value
+    write_reports(a.paths, writable_folder(a.out), tables=a.table, include_reduced=a.include_reduced, reach=reach)
     return 0
 
 
@@ -313,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--table", nargs="+", default=["lra", "pretrain", "ablation"],
                     choices=["lra", "pretrain", "ablation"])
     rp.add_argument("--include-reduced", action="store_true", help=reduced_help)
+    rp.add_argument("--reach", action="append", metavar="TASK=LEVEL",
+                    help="also lra_reach.{md,csv}: the step each seed first reached this validation accuracy "
+                         "(0-1) on TASK, e.g. listops=0.30 (repeatable)")
     rp.set_defaults(fn=cmd_report)
 
     pl = sub.add_parser("plot", help="figures (PNG) from run curves and result rows")

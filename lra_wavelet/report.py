@@ -530,6 +530,43 @@ def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
     return table, pd.DataFrame(summary, columns=SPEED_COLUMNS)
 
 
+def lra_reach_table(df: pd.DataFrame, curves: pd.DataFrame, levels: dict,
+                    include_reduced: bool = False) -> pd.DataFrame:
+    """Per LRA cell and task in `levels` ({task: accuracy in 0-1}): the first evaluated step at which each
+    finished seed's validation accuracy reached that level ('never' if it did not), and the median over the
+    seeds that did. An absolute level says when a model left a plateau (ListOps' majority class, 17.6%), which
+    a share of each run's own final accuracy does not for a run that fell back at the end."""
+    runs, _, setups = lra_runs(df, include_reduced)
+    val = curves[(curves.split == "val") & curves.accuracy.notna()] if len(curves) and "accuracy" in curves \
+        else curves.iloc[:0]
+    by_run = dict(tuple(val.groupby("run_id"))) if len(val) else {}
+    rows = []
+    for t, level in levels.items():
+        for m, setup in setups:
+            cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t) & (runs.status == "ok")]
+            if not len(cell):
+                continue
+            seeds, steps = [], []
+            for r in cell.sort_values("seed").itertuples():
+                c = by_run.get(r.run_id)
+                if c is None:
+                    seeds.append(f"seed {r.seed:.0f}: no curve")
+                    continue
+                hit = c.sort_values("step").loc[lambda d: d.accuracy >= level, "step"]
+                seeds.append(f"seed {r.seed:.0f}: {hit.iloc[0]:.0f}" if len(hit) else f"seed {r.seed:.0f}: never")
+                steps += [int(hit.iloc[0])] if len(hit) else []
+            rows.append({"Task": LRA_TASKS.get(t, t), "Model": m, "Setup": setup, "Level": f"{level:.0%}",
+                         "Median step": f"{np.median(steps):.0f} (n={len(steps)} of {len(cell)})" if steps else
+                         f"never (n=0 of {len(cell)})", "Seeds": "; ".join(seeds) + cell_marks(cell)})
+    return pd.DataFrame(rows, columns=["Task", "Model", "Setup", "Level", "Median step", "Seeds"])
+
+
+REACH_NOTE = (
+    "Per finished run (status ok): the first evaluation step at which its validation accuracy reached the level "
+    "('never': not within the run). Median over the seeds that reached it; n of the finished seeds. Cells and "
+    "marks as in lra_table (* † ‡). Levels are given to `report --reach TASK=LEVEL`.")
+
+
 CURVE_NUMBERS = ("step", "loss", "accuracy", "bits_per_token", "wall_time_s")
 
 
@@ -690,7 +727,8 @@ def ablation_table(df: pd.DataFrame, paths=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), include_reduced: bool = False) -> dict:
+def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), include_reduced: bool = False,
+                  reach: dict | None = None) -> dict:
     df = load_rows(paths)
     curves = load_curves(paths) if {"lra", "pretrain"} & set(tables) else None
     if df.empty and (curves is None or curves.empty):
@@ -723,6 +761,9 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
         results.atomic_write_text(out / "lra_speed_summary.csv", speed_summary.to_csv(index=False))
         written["lra_compare"] = _write(out / "lra_compare", lra_compare_table(df, include_reduced),
                                         "LRA: WaveletGPT against each model", COMPARE_NOTE)
+        if reach:
+            written["lra_reach"] = _write(out / "lra_reach", lra_reach_table(df, curves, reach, include_reduced),
+                                          "LRA: steps to reach a validation accuracy", REACH_NOTE)
     if "pretrain" in tables:
         table = pretrain_table(curves, df)
         note = ("Base = the GPT baseline's final validation NLL (nats/token); Ours = WaveletGPT's at the same step; "

@@ -78,6 +78,25 @@ def test_a_uniform_reduced_budget_is_named_as_such_and_compared_within_it(tmp_pa
     assert len(row) == 1 and row.Difference.iloc[0] == "+0.00"
 
 
+def test_reach_gives_each_seeds_first_step_at_an_accuracy_level(tmp_path, capsys):
+    """report --reach listops=0.3: per cell, the first evaluated step each finished seed's validation accuracy
+    reached 30% ('never' if not), the median over those that did; a bad level or task is a one-line error."""
+    make_run(tmp_path, model="gpt", seed=0, curve=(0.1, 0.2, 0.31, 0.35))  # evaluations at steps 10..40
+    make_run(tmp_path, model="gpt", seed=1, curve=(0.3, 0.32))
+    make_run(tmp_path, model="gpt", seed=2, curve=(0.1, 0.2))
+    make_run(tmp_path, model="wavelet", seed=0, status="partial", step=20)  # unfinished: not a row
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra",
+                 "--reach", "listops=0.3"]) == 0
+    reach = pd.read_csv(tmp_path / "rep" / "lra_reach.csv")
+    assert len(reach) == 1
+    row = reach.iloc[0]
+    assert (row.Model, row.Level, row["Median step"]) == ("gpt", "30%", "20 (n=2 of 3)")
+    assert row.Seeds == "seed 0: 30; seed 1: 10; seed 2: never"
+    for bad in ("listops=30", "listopz=0.3", "listops"):
+        assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--reach", bad]) == 2
+        assert f"--reach {bad}: expected TASK=LEVEL" in capsys.readouterr().err
+
+
 def test_all_seeds_diverged_is_fail_with_the_count(tmp_path):
     for seed in (0, 1):
         make_run(tmp_path, model="wavelet", seed=seed, status="diverged", step=2)
