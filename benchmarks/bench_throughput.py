@@ -70,18 +70,16 @@ LRA_TASKS = ["listops", "text", "retrieval", "image", "pathfinder"]
 LRA_MODELS = ["transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable"]
 EAGER = ("train.compile=false", "train.lazy_metrics=false", "train.prefetch=0",  # every switch off, spelled out
          "train.attn_pad_heads=0")
+COMPILED = ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true")
 VARIANTS = {
     "base": EAGER,
     "lazy": (*EAGER, "train.lazy_metrics=true"),
     "prefetch": (*EAGER, "train.prefetch=2"),
     "fast": (*EAGER, "train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4"),
-    "compiled": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true"),
-    "graphs": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
-               "train.compile_mode=reduce-overhead"),
-    "pad8": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
-             "train.attn_pad_heads=8"),
-    "nopad": ("train.lazy_metrics=true", "train.prefetch=2", "train.length_buckets=4", "train.compile=true",
-              "train.attn_pad_heads=0"),
+    "compiled": COMPILED,
+    "graphs": (*COMPILED, "train.compile_mode=reduce-overhead"),
+    "pad8": (*COMPILED, "train.attn_pad_heads=8"),
+    "nopad": (*COMPILED, "train.attn_pad_heads=0"),
     "seeds3": EAGER,  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
 }
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures

@@ -149,6 +149,16 @@ SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "c
 # (model.cls_mask 'first_token' differs from the earlier behaviour only where a sequence opens with padding, which
 # no committed run's task allowed: Task.padding_leads)
 LATER_KEYS = {"train": {"eval_drop_last": False}, "model": {"cls_mask": "first_token"}}
+
+
+def drop_later_defaults(d: dict) -> dict:
+    """`d` (a config as a dict) without the LATER_KEYS that sit at their default, in place: what fingerprints
+    (RunConfig.hash, report.config_id) see, so runs made before a key existed keep theirs."""
+    for section, keys in LATER_KEYS.items():
+        for k, default in keys.items():
+            if d.get(section, {}).get(k, default) == default:
+                d.get(section, {}).pop(k, None)
+    return d
 WHERE_KEYS = ("data_dir", "prepared")  # task keys naming where the data lives (its kind is the row's data_source)
 
 
@@ -172,10 +182,7 @@ class RunConfig:
             d.pop(k)
         for k in SPEED_ONLY_KEYS:
             d["train"].pop(k)
-        for section, keys in LATER_KEYS.items():
-            for k, default in keys.items():
-                if d[section].get(k, default) == default:
-                    d[section].pop(k, None)
+        drop_later_defaults(d)
         # train.compile changes no number either, but was hashed before that was settled: it stays in the hashed
         # dict, always as False, so compiled and eager runs share a folder and earlier runs keep their hashes
         d["train"]["compile"] = False

@@ -204,10 +204,7 @@ def config_id(cfg: dict | None) -> str:
         d["task"].pop(k, None)
     for k in config_mod.SPEED_ONLY_KEYS:
         d["train"].pop(k, None)
-    for section, keys in config_mod.LATER_KEYS.items():  # a key added later, at its default: as a run made before it
-        for k, default in keys.items():
-            if d[section].get(k, default) == default:
-                d[section].pop(k, None)
+    config_mod.drop_later_defaults(d)  # a key added later, at its default: as a run made before it
     return hashlib.sha256(json.dumps(config_mod.yaml_ready(d), sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -485,6 +482,13 @@ def _seed_text(s: dict) -> str:
     return f"seed {s['seed']:.0f}: {what}"
 
 
+def _val_accuracy_by_run(curves: pd.DataFrame) -> dict:
+    """{run_id: its validation points with an accuracy}, from load_curves' frame."""
+    if not len(curves) or "accuracy" not in curves:
+        return {}
+    return dict(tuple(curves[(curves.split == "val") & curves.accuracy.notna()].groupby("run_id")))
+
+
 def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
                     include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Markdown-ready table, tidy summary) of the steps each LRA cell's runs take to reach SPEED_SHARE of
@@ -492,9 +496,7 @@ def lra_speed_table(df: pd.DataFrame, curves: pd.DataFrame,
     marks are the accuracy table's (lra_runs, cell_marks); a collapsed run (see `collapsed`) reaches its
     final level at once, so it is counted beside n instead of in the median, as is an ok run without a curve."""
     runs, left, setups = lra_runs(df, include_reduced)
-    val = curves[(curves.split == "val") & curves.accuracy.notna()] if len(curves) and "accuracy" in curves \
-        else curves.iloc[:0]
-    by_run = dict(tuple(val.groupby("run_id"))) if len(val) else {}
+    by_run = _val_accuracy_by_run(curves)
     rows, summary = [], []
     for m, setup in setups:
         row = {"Model": m, "Setup": setup}
@@ -537,9 +539,7 @@ def lra_reach_table(df: pd.DataFrame, curves: pd.DataFrame, levels: dict,
     seeds that did. An absolute level says when a model left a plateau (ListOps' majority class, 17.6%), which
     a share of each run's own final accuracy does not for a run that fell back at the end."""
     runs, _, setups = lra_runs(df, include_reduced)
-    val = curves[(curves.split == "val") & curves.accuracy.notna()] if len(curves) and "accuracy" in curves \
-        else curves.iloc[:0]
-    by_run = dict(tuple(val.groupby("run_id"))) if len(val) else {}
+    by_run = _val_accuracy_by_run(curves)
     rows = []
     for t, level in levels.items():
         for m, setup in setups:

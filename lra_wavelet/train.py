@@ -263,11 +263,10 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     if t.eval_drop_last and task.kind == "lm":
         raise UserError(f"train.eval_drop_last: task '{task.name}' is a language model, whose evaluation windows "
                         "are not the benchmark's batches; the switch applies to classifiers only")
-    if t.eval_drop_last and task.kind != "lm":  # evaluate's rule, checked before any step is spent
+    if t.eval_drop_last:  # evaluate's rule, checked before any step is spent
         for name in ("val", "test"):
-            if name in splits and len(splits[name]) < t.batch_size:
-                raise UserError(f"train.eval_drop_last: the {name} split holds {len(splits[name])} examples, fewer "
-                                f"than one batch of train.batch_size={t.batch_size}; lower the batch size or turn it off")
+            if name in splits:
+                whole_batches(len(splits[name]), t.batch_size, f"the {name} split")
     model = build_model(task, cfg.model).to(device)
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
@@ -374,6 +373,14 @@ def agree(p: Parts, *flags) -> list[bool]:
 # ----------------------------------------------------------------------------- evaluation
 
 
+def whole_batches(n: int, batch_size: int, what: str) -> int:
+    """The examples of a split of `n` that whole batches cover (train.eval_drop_last); none is a UserError."""
+    if n < batch_size:
+        raise UserError(f"train.eval_drop_last: {what} holds {n} examples, fewer than one batch of "
+                        f"train.batch_size={batch_size}; lower the batch size or turn it off")
+    return n // batch_size * batch_size
+
+
 @torch.no_grad()
 def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, world: int = 1,
              trim: bool = False, max_batches: int | None = None) -> dict:
@@ -384,10 +391,7 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
     limit = cfg.train.eval_batches if max_batches is None else max_batches
     n_max = limit * cfg.train.batch_size if limit else None  # the examples a pass covers, whatever the grouping
     if cfg.train.eval_drop_last and task.kind != "lm":  # whole batches of train.batch_size only, as the benchmark
-        whole = len(split) // cfg.train.batch_size * cfg.train.batch_size
-        if whole == 0:
-            raise UserError(f"train.eval_drop_last: an evaluation split holds {len(split)} examples, fewer than one "
-                            f"batch of train.batch_size={cfg.train.batch_size}; lower the batch size or turn it off")
+        whole = whole_batches(len(split), cfg.train.batch_size, "an evaluation split")
         n_max = whole if n_max is None else min(n_max, whole)
     bs = cfg.train.eval_batch_size or cfg.train.batch_size
     seen = 0

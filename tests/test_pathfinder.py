@@ -271,4 +271,4 @@ def test_the_data_digest_names_the_examples_read_wherever_they_came_from(tmp_pat
     assert digest(f"task.prepared={tmp_path / 'prep'}")[1] == cached
     assert digest("task.split_seed=1")[1] != cached
     assert digest("task.n_train=10")[1] != cached
-    assert len(cached) == 16 and t.provenance()["stored_sha256"] is not None  # the cache's own, as written
+    assert len(cached) == 16

@@ -325,7 +325,6 @@ class Task:
                 raise UserError(f"{where}: no '{k}' split listed; expected train, val and test")
         self.source = meta["data_source"]
         self.stood_in = dict(meta.get("aliases") or {})
-        self.meta = {"arrays_sha256": meta.get("arrays_sha256")}  # of the exported splits (splits_digest)
         out = {}
         for k, kind in splits.items():
             if kind == "stream":
@@ -385,13 +384,12 @@ class Task:
     def provenance(self, splits: Optional[dict] = None) -> dict:
         """What a run's env.json records of its data: the source kind, the task version, the content digest of
         the splits it reads (`arrays_sha256`: after caps and any split applied on load, whatever the layout they
-        were stored in: a run from the cache and one from an export of it agree), the digest of the arrays as
-        stored (`stored_sha256`: the cache's or export's meta.json; None for a cache written before digests were
-        kept) and the examples per split. The same arrays_sha256 on two machines: the same data. `splits`: those
-        the run reads, when given (a run built with its own), else the task's."""
+        were stored in: a run from the cache and one from an export of it agree) and the examples per split.
+        The same arrays_sha256 on two machines: the same data. `splits`: those the run reads, when given (a run
+        built with its own), else the task's."""
         splits = self.splits() if splits is None else splits
         return {"data_source": self.source, "task_version": self.version,
-                "arrays_sha256": splits_digest(splits), "stored_sha256": self.meta.get("arrays_sha256"),
+                "arrays_sha256": splits_digest(splits),
                 "stood_in": dict(self.stood_in), "examples": {k: len(v) for k, v in splits.items()}}
 
 
@@ -411,33 +409,19 @@ def splits_digest(splits: dict, chunk_bytes: int = 64 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def arrays_digest(arrays: dict) -> str:
-    """Content digest of named arrays (names, dtypes, shapes and bytes): equal digests, equal data, on any
-    machine. Recorded when a cache or an export is written, and in every run's env.json (`data`)."""
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(memoryview(a.reshape(-1).view(np.uint8)))
-    return h.hexdigest()[:16]
-
-
 def _write_built(d: Path, built: dict, task: str, seconds: float) -> None:
     """Store what a source built: x_<split>/y_<split>.npy (or <split>.npy for token streams) + meta.json."""
     built = dict(built)
     meta = dict(built.pop("meta", None) or {}, build_seconds=seconds)
-    arrays = {}
     for split, v in built.items():
         if isinstance(v, tuple):
             x, y = v
             if len(y) == 0:
                 raise UserError(f"{task}: the {split} split came out empty; check the source data")
-            arrays[f"x_{split}"], arrays[f"y_{split}"] = np.ascontiguousarray(x), np.asarray(y, dtype=np.int64)
+            np.save(d / f"x_{split}.npy", np.ascontiguousarray(x))
+            np.save(d / f"y_{split}.npy", np.asarray(y, dtype=np.int64))
         else:
-            arrays[split] = np.ascontiguousarray(v)
-    for name, a in arrays.items():
-        np.save(d / f"{name}.npy", a)
-    meta["arrays_sha256"] = arrays_digest(arrays)
+            np.save(d / f"{split}.npy", np.ascontiguousarray(v))
     (d / "meta.json").write_text(json.dumps(meta, default=str) + "\n")
 
 
