@@ -22,6 +22,14 @@ BYTE_VOCAB = 257  # the benchmark's ByteTextEncoder: id = byte + 1, 0 = padding
 # ----------------------------------------------------------------------------- byte ids
 
 
+def progress_bar(iterable=None, show: bool = True, **kw):
+    """A tqdm bar for data preparation that draws only on a terminal (never into a redirected log) and only
+    when `show`; it leaves no line behind."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=None if show else True, leave=False, **kw)
+
+
 def byte_ids(texts: Iterable[bytes], n: int, max_len: int, progress: Optional[str] = None) -> np.ndarray:
     """(n, max_len) uint16 ids: UTF-8 byte + 1, truncated to max_len, padded with 0.
 
@@ -30,9 +38,7 @@ def byte_ids(texts: Iterable[bytes], n: int, max_len: int, progress: Optional[st
     x = np.zeros((n, max_len), dtype=np.uint16)
     it = texts
     if progress:
-        from tqdm import tqdm
-
-        it = tqdm(texts, total=n, desc=progress, unit="doc", leave=False, disable=None)
+        it = progress_bar(texts, total=n, desc=progress, unit="doc")
     for i, t in enumerate(it):
         b = t.encode("utf-8") if isinstance(t, str) else t
         row = np.frombuffer(b[:max_len], dtype=np.uint8)

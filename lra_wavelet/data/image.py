@@ -101,12 +101,11 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def decode_images(table, where: str) -> tuple[np.ndarray, np.ndarray]:
     """A Hub-schema table (PNG bytes in `img`, `label`) -> grayscale (N, 1024) uint8, labels."""
     from PIL import Image
-    from tqdm import tqdm
+    from ._common import progress_bar
 
     cells = table.column("img").to_pylist()
     rgb = np.empty((len(cells), 3072), dtype=np.uint8)
-    for i, cell in enumerate(tqdm(cells, desc="decoding CIFAR-10 images", unit="img", leave=False,
-                                      disable=None)):
+    for i, cell in enumerate(progress_bar(cells, desc="decoding CIFAR-10 images", unit="img")):
         raw = cell.get("bytes") if isinstance(cell, dict) else cell
         try:
             im = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))

@@ -190,9 +190,9 @@ def generate(s: ListOpsConfig, progress: bool = True) -> dict[str, list[tuple[st
     workers = s.gen_workers or os.cpu_count() or 1
     seen: dict[str, int] = {}
     tries, chunk, made, done_tries = 500, 0, 0, 0
-    from tqdm import tqdm
+    from ._common import progress_bar
 
-    bar = tqdm(total=need, desc="generating ListOps", unit="ex", disable=None if progress else True, leave=False)
+    bar = progress_bar(total=need, desc="generating ListOps", unit="ex", show=progress)
     with ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
         while len(seen) < need:
             rate = (made + 40) / (done_tries + 500)  # accepted per tree (prior: 8%, the default settings' rate)

@@ -145,16 +145,15 @@ class Music(_Corpus):
         return self._assemble(by_split, {p: (t, e) for p, t, e in results}, csv_path, "MIDI files")
 
     def _parallel(self, fn, jobs, desc):
-        from tqdm import tqdm
+        from ._common import progress_bar
 
         workers = min(self.cfg.workers or os.cpu_count() or 1, max(1, len(jobs)))
         if workers == 1 or len(jobs) < 8:
-            return [fn(j) for j in tqdm(jobs, desc=desc, unit="file", leave=False, disable=None)]
+            return [fn(j) for j in progress_bar(jobs, desc=desc, unit="file")]
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers) as pool:
-            return list(tqdm(pool.map(fn, jobs, chunksize=2), total=len(jobs), desc=desc, unit="file", leave=False,
-                             disable=None))
+            return list(progress_bar(pool.map(fn, jobs, chunksize=2), total=len(jobs), desc=desc, unit="file"))
 
     @staticmethod
     def _assemble(by_split: dict, tokens: dict, source, unit: str):

@@ -395,15 +395,14 @@ def music21_notes(files: list[str], cache: Path, workers: int = 0, progress: boo
                   desc: str = "parsing music21 scores") -> dict[str, tuple[list[np.ndarray], Optional[str]]]:
     """{relative path: ([notes per piece], error)} for corpus files; each file is parsed once and cached under
     `cache` (shared by every task that uses the corpus)."""
-    from tqdm import tqdm
+    from ._common import progress_bar
 
     root = music21_corpus_dir()
     jobs = [(rel, root, cache) for rel in files]
     todo = [j for j in jobs if not (cache / (j[0] + ".npy")).is_file() and not (cache / (j[0] + ".err")).is_file()]
     workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     out = {}
-    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=None if (progress and todo) else True,
-               leave=False)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="file", show=bool(progress and todo))
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 

@@ -104,14 +104,14 @@ def read_metadata(root: Path) -> list[tuple[Path, int, Path, int]]:
 def read_official(root: Path, size: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """(x (N, size*size) uint8, y (N,) int64, skipped zero-byte files) from one difficulty folder."""
     from PIL import Image
-    from tqdm import tqdm
+    from ._common import progress_bar
 
     entries = read_metadata(root)
     x = np.zeros((len(entries), size * size), dtype=np.uint8)
     y = np.zeros(len(entries), dtype=np.int64)
     skipped, n = [], 0
-    for img, label, f, lineno in tqdm(entries, desc=f"reading pathfinder{size}", unit="img",
-                                      disable=None if progress else True, leave=False):
+    for img, label, f, lineno in progress_bar(entries, desc=f"reading pathfinder{size}", unit="img",
+                                              show=progress):
         try:
             empty = img.stat().st_size == 0
         except FileNotFoundError:

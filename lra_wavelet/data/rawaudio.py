@@ -114,7 +114,7 @@ class Audio(_Corpus):
 
     def _build_folder(self, src: Path, files: list[Path]):
         import soundfile as sf
-        from tqdm import tqdm
+        from ._common import progress_bar
 
         from .audio import mu_law_encode, read_audio
 
@@ -135,7 +135,7 @@ class Audio(_Corpus):
         a, b, _ = split_counts(len(order))
         by_split = {"train": order[:a], "val": order[a:a + b], "test": order[a + b:]}
         out = {}
-        bar = tqdm(total=len(good), desc="reading audio", unit="file", leave=False, disable=None)
+        bar = progress_bar(total=len(good), desc="reading audio", unit="file")
         for k in SPLITS:
             cap, parts, n = self._cap(k), [], 0
             for p in by_split[k]:
@@ -164,7 +164,7 @@ class Audio(_Corpus):
         return "fluidsynth", sf2
 
     def _build_rendered(self, splits: dict, renderer: str, sf2):
-        from tqdm import tqdm
+        from ._common import progress_bar
 
         from . import audio, music
 
@@ -190,8 +190,7 @@ class Audio(_Corpus):
             raise UserError("music21's corpus: no score could be read for the audio stand-in"
                             + (f" (e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
         out = {}
-        bar = tqdm(total=n_pieces, desc=f"rendering piano audio ({renderer})", unit="piece", leave=False,
-                   disable=None)
+        bar = progress_bar(total=n_pieces, desc=f"rendering piano audio ({renderer})", unit="piece")
         for k in SPLITS:
             parts = []
             for i in range(0, len(chosen[k]), 25):  # a slice at a time, so the bar moves

@@ -69,12 +69,11 @@ def read_aan_tsv(path: Path, max_len: int, progress: bool = True) -> tuple[np.nd
     y = np.zeros(n_lines, dtype=np.int64)
     cut = min(TEXT_CUT, max_len)
     n = 0
-    from tqdm import tqdm
+    from ._common import progress_bar
 
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for row in tqdm(reader, total=n_lines, desc=f"reading {path.name}", unit="pair", leave=False,
-                        disable=None if progress else True):
+        for row in progress_bar(reader, total=n_lines, desc=f"reading {path.name}", unit="pair", show=progress):
             lineno = reader.line_num
             if not row:  # a blank line
                 continue

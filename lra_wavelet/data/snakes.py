@@ -920,10 +920,10 @@ def write_dataset(root: Path, p: SnakeParams, total: int, seed: int = 0, workers
         for start in range(first, first + size, CHUNK):
             jobs.append((p, str(root), b, first, start, min(CHUNK, first + size - start), seed, compress))
     workers = workers or os.cpu_count() or 1
-    from tqdm import tqdm
+    from ._common import progress_bar
 
-    bar = tqdm(total=sum(need.values()), desc=f"generating pathfinder{p.size}", unit="img",
-               disable=None if (progress and jobs) else True, leave=False)
+    bar = progress_bar(total=sum(need.values()), desc=f"generating pathfinder{p.size}", unit="img",
+                       show=bool(progress and jobs))
     got: dict[int, list] = {b: [] for b in need}
     for b, lines in _pool_map(_write_chunk, jobs, workers):
         got[b] += lines

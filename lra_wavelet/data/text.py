@@ -66,10 +66,9 @@ def read_acl_split(d: Path, progress: bool = True) -> tuple[list[bytes], list[in
         if not fs:
             raise UserError(f"{d / sub}: no *.txt reviews; expected the IMDb tree <data_dir>/{ACL_TREE}")
         files += [(label, f) for f in fs]
-    from tqdm import tqdm
+    from ._common import progress_bar
 
-    for label, f in tqdm(files, desc=f"reading IMDb {d.name}", unit="file", leave=False,
-                         disable=None if progress else True):
+    for label, f in progress_bar(files, desc=f"reading IMDb {d.name}", unit="file", show=progress):
         texts.append(f.read_bytes().strip())
         labels.append(label)
     return texts, labels

@@ -140,7 +140,7 @@ class Text8(_Corpus):
         return files + [sources["austen"].with_suffix(".rdx")] if "austen" in sources else files
 
     def _build_substitute(self, sources: dict):
-        from tqdm import tqdm
+        from ._common import progress_bar
 
         parts: list[bytes] = []
         counts = {}
@@ -150,7 +150,7 @@ class Text8(_Corpus):
         if "linux-doc" in sources:
             files = sources["linux-doc"]
             n0 = len(parts)
-            for p in tqdm(files, desc="text8 stand-in: kernel docs", unit="file", leave=False, disable=None):
+            for p in progress_bar(files, desc="text8 stand-in: kernel docs", unit="file"):
                 t = text8_normalise(read_text(p))
                 if t:
                     parts.append(t)

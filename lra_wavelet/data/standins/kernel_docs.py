@@ -104,11 +104,10 @@ def parse_docs(root: Path, max_pages: Optional[int] = None, workers: int = 0,
         raise UserError(f"{root}: no .html pages (expected a Sphinx HTML tree such as {DOC_GLOB})")
     workers = workers or os.cpu_count() or 1
     chunks = [rels[i:i + 64] for i in range(0, len(rels), 64)]
-    from tqdm import tqdm
+    from .._common import progress_bar
 
     pages = {}
-    bar = tqdm(total=len(rels), desc="parsing kernel docs", unit="page", leave=False,
-               disable=None if progress else True)
+    bar = progress_bar(total=len(rels), desc="parsing kernel docs", unit="page", show=progress)
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
             results = pool.map(_parse_pages, [(str(root), ch) for ch in chunks])
