@@ -221,12 +221,15 @@ def classify_run(task: str, model: str, seed, cfg: dict | None, config_hash, ste
         devs = config_mod.deviations(_reference(task, model, preset) or ref, ref) if setup.startswith("preset") else {}
     else:
         devs = config_mod.deviations(cfg, ref)
-        setup = "reference" if not devs else next(
-            (f"preset {p}" for p in _presets(task)
-             if _reference(task, model, p) is not None and not config_mod.deviations(cfg, _reference(task, model, p))),
-            "custom")
-        if setup == "custom" and set(devs) == {"train.max_steps"}:  # one uniform reduced budget (results/lra)
-            setup = f"reference at {devs['train.max_steps'][0]} steps"
+        setup = "custom"
+        for name in (None, *_presets(task)):  # the reference or a preset, at its budget or at fewer steps only
+            base = ref if name is None else _reference(task, model, name)
+            off = config_mod.deviations(cfg, base) if base is not None else None
+            if off is None or set(off) - {"train.max_steps"}:
+                continue
+            label = "reference" if name is None else f"preset {name}"
+            setup = label if not off else f"{label} at {off['train.max_steps'][0]} steps"  # one uniform reduced budget
+            break
     less = config_mod.reduced(devs)
     if status == "ok" and pd.notna(step) and step < ref["train"]["max_steps"]:
         less = {**less, "steps": (int(step), ref["train"]["max_steps"])}
@@ -744,8 +747,8 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "'—' = not run; FAIL = no number (seeds failed, diverged or left no usable value); unfinished = a seed was stopped "
             "before the end and none failed (the next sweep runs it again, from its checkpoint where that still "
             "exists). Avg = mean of the five tasks without Path-X, as in the LRA paper, over the cells that ran. Setup: reference = the task's reference "
-            "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; reference at "
-            "N steps = the reference configuration with train.max_steps lowered to N and nothing else changed (a "
+            "configuration (tasks/<task>.yaml, without --preset); preset NAME = that preset of the YAML; reference (or preset NAME) at "
+            "N steps = the reference configuration (or that preset) with train.max_steps lowered to N and nothing else changed (a "
             "cosine schedule decays over the shorter run; an rsqrt one is the reference run's first N steps); custom = other settings (lra_summary.csv lists them); not "
             "recorded = no config.yaml beside the rows. "
             "* = less than the reference budget (fewer steps, smaller batches or capped splits): "

@@ -90,20 +90,37 @@ def test_committed_lra_rows_keep_their_config_hash():
     """The sweep finds a done cell by its config hash: a change to what is hashed (a new key, a new default)
     would orphan every committed row. These are the hashes of rows in results/lra/runs (H200, 2026-12-02)."""
     assert C.resolve("listops", "transformer", sets=("seed=0",)).hash == "33f13437f0"
-    assert C.resolve("listops", "wavelet", sets=("seed=0",)).hash == "218856cff7"
+    assert C.resolve("listops", "wavelet", "gpt-init", sets=("seed=0",)).hash == "218856cff7"  # GPT-style decoder
 
 
 def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
     """Each results/lra/runs/<task>/<model>/<run_id>/config.yaml resolves to its folder's hash suffix, and so does
-    the reference configuration at its train.max_steps (what a sweep with --set train.max_steps=N looks for): a
+    the reference configuration, or for the decoders run before they took the benchmark's conventions its preset
+    gpt-init, at its train.max_steps (what a sweep with [--preset gpt-init] --set train.max_steps=N looks for): a
     key added later (config.LATER_KEYS), a new default or a task YAML's models: block must rename none."""
     folders = sorted((Path(__file__).resolve().parents[1] / "results" / "lra" / "runs").glob("*/*/*/config.yaml"))
-    assert len(folders) >= 20
+    assert len(folders) >= 26
     for f in folders:
         d, suffix = yaml.safe_load(f.read_text()), f.parent.name.rsplit("-", 1)[1]
         assert C.resolve(config_file=str(f)).hash == suffix, f
         sets = (f"seed={d['seed']}", f"train.max_steps={d['train']['max_steps']}")
-        assert C.resolve(d["task"]["name"], d["model"]["name"], sets=sets).hash == suffix, f
+        preset = "gpt-init" if d["model"]["init"] == "gpt" else None
+        assert C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets).hash == suffix, f
+
+
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
+def test_on_lra_tasks_every_model_has_the_benchmarks_conventions_and_gpt_init_gives_the_decoders_own(task):
+    """The decoders and their variants take the LRA encoder's initialisation, decay and norms on the LRA tasks
+    (their GPT-style defaults left them at chance on Text), and keep their own on the pre-training corpora;
+    preset gpt-init gives every model the GPT-style defaults."""
+    lra = {"init": "lra", "weight_decay_on": "all", "norm_eps": 1e-6, "gelu": "tanh"}
+    gpt = {"init": "gpt", "weight_decay_on": "matrices", "norm_eps": 1e-5, "gelu": "exact"}
+    for model in ("transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable", "wavelet-ema"):
+        for preset, want in ((None, lra), ("gpt-init", gpt)):
+            m = C.resolve(task, model, preset).model
+            assert {k: getattr(m, k) for k in want} == want, (model, preset)
+    if task == "listops":
+        assert C.resolve("text8", "wavelet").model.init == "gpt"
 
 
 def test_lra_data_fills_data_dir_unless_a_config_sets_it(tmp_path, monkeypatch):

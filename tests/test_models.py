@@ -413,7 +413,7 @@ def test_lra_initialisation_is_the_flax_models():
 
 
 @pytest.mark.parametrize("name,kw", [("gpt", {}), ("wavelet", {}), ("transformer", {"init": "gpt"})])
-def test_decoders_keep_gpt_initialisation_and_the_transformer_can_have_it(name, kw):
+def test_decoders_default_to_gpt_initialisation_and_the_transformer_can_have_it(name, kw):
     model, _ = _lra_and_gpt(name, **kw)
     for w in (model.tok.weight, model.blocks[0].mixer.qkv.weight, model.blocks[0].mlp.fc.weight, model.head[0].weight):
         assert w.std().item() == pytest.approx(0.02, rel=0.1)

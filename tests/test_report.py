@@ -76,6 +76,15 @@ def test_a_uniform_reduced_budget_is_named_as_such_and_compared_within_it(tmp_pa
     compare = report.lra_compare_table(df, include_reduced=True)
     row = compare[(compare.vs == "gpt") & (compare.Setup == "reference at 1000 steps")]
     assert len(row) == 1 and row.Difference.iloc[0] == "+0.00"
+    # a preset at fewer steps is that preset at N steps, compared within it (never with the reference)
+    for model in ("gpt", "wavelet"):
+        make_run(tmp_path, model=model, preset="gpt-init", sets=("train.max_steps=500",), value=0.25)
+    df = report.load_rows([tmp_path])
+    table, _ = report.lra_table(df, include_reduced=True)
+    cells = dict(zip(zip(table.Model, table.Setup), table.ListOps))
+    assert cells[("gpt", "preset gpt-init at 500 steps")] == "25.00 (n=1) *"
+    compare = report.lra_compare_table(df, include_reduced=True)
+    assert len(compare[(compare.vs == "gpt") & (compare.Setup == "preset gpt-init at 500 steps")]) == 1
 
 
 def test_reach_gives_each_seeds_first_step_at_an_accuracy_level(tmp_path, capsys):
