@@ -316,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="submitit's executor (default: slurm where sbatch exists, else local processes)")
     sw.add_argument("--no-wait", action="store_true", help="submitit: submit and exit, do not follow the jobs")
     sw.add_argument("--no-progress", action="store_true")
+    sw.add_argument("--dry-run", action="store_true",
+                    help="list every cell and what the sweep would do with it (done, resume, run), train nothing")
     sw.set_defaults(fn=cmd_sweep)
 
     reduced_help = "also show runs with less than the task's reference budget (e.g. --preset quick), marked"

@@ -429,9 +429,50 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
+def cell_state(cfg) -> str:
+    """What running this cell would do, read from its run folder alone (nothing is loaded or trained)."""
+    from . import train as T
+
+    run_dir = T.run_paths(cfg)[1]
+    ended = T._finished(run_dir, lambda s: None)
+    if ended is not None:
+        return "done" if ended.status == "ok" else "diverged before (kept)"
+    step = _last_step(run_dir / "metrics.jsonl")
+    if (run_dir / "checkpoint.pt").is_file():
+        return f"resume at step {step}" if step is not None else "resume"
+    shorter = T.continuation(cfg, run_dir)
+    if shorter is not None and cfg.train.schedule in ("constant", "rsqrt"):
+        return f"continue {shorter.name}"
+    if run_dir.is_dir():
+        return "run from step 0" + (f" (stopped at step {step}, no checkpoint here)" if step is not None else "")
+    return "run"
+
+
+def _last_step(path: Path):
+    try:
+        lines = path.read_text().splitlines()
+        return int(json.loads(lines[-1])["step"]) if lines else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def dry_run(cells: list[Cell]) -> int:
+    """`sweep --dry-run`: every cell and what a sweep would do with it, then the counts; no data is touched."""
+    states = [cell_state(rebuild(c.cfg)) for c in cells]
+    width = max(len(c.label) for c in cells)
+    for c, st in zip(cells, states):
+        print(f"{c.label:<{width}}  {st}")
+    done = sum(st == "done" for st in states)
+    kept = sum(st.startswith("diverged") for st in states)
+    print(f"sweep --dry-run: {len(cells)} cells: {done} done, {kept} diverged, {len(cells) - done - kept} to run")
+    return 0
+
+
 def run(a, resolve) -> int:
     """`sweep`: the grid of `a`, its data checked, on the launcher `a` names."""
     cells = plan(a, resolve)
+    if getattr(a, "dry_run", False):
+        return dry_run(cells)
     check_data(cells, log=lambda m: print(m, file=sys.stderr))
     include = [str(Path(p).resolve()) for p in (getattr(a, "include", None) or [])]
     if a.launcher == "submitit":

@@ -89,3 +89,23 @@ def test_bad_gpu_ids_are_one_line_errors(tmp_path, capsys):
         from lra_wavelet import sweep
 
         sweep.run_workers([sweep.Cell("listops", "gpt", 0, {"device": "cuda:1", "out": str(tmp_path)})], ["0"])
+
+
+def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, capsys):
+    """sweep --dry-run: done / resume at step N / continue a shorter run / run, per cell, from the run folders
+    alone (nothing written), then the counts."""
+    assert main([*GRID, "--out", str(tmp_path), "--models", "gpt", "--seeds", "0", "1"]) == 0
+    assert main([*GRID, "--out", str(tmp_path), "--models", "wavelet", "--set", "train.max_steps=2"]) == 0
+    (shorter,) = (tmp_path / "listops" / "wavelet").iterdir()  # finished at 2 steps, its checkpoint kept
+    assert (shorter / "checkpoint.pt").is_file()
+    (stopped,) = (tmp_path / "listops" / "gpt").glob("*-s1-*")
+    (stopped / "result.csv").unlink()  # as a cell stopped after its step-4 checkpoint leaves it
+    capsys.readouterr()
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
+    assert main([*GRID, "--out", str(tmp_path), "--seeds", "0", "1", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert {a.strip(): b.strip() for a, b in (ln.rsplit("  ", 1) for ln in out[:-1])} == {
+        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 4",
+        "listops × wavelet × seed 0": f"continue {shorter.name}", "listops × wavelet × seed 1": "run"}
+    assert out[-1] == "sweep --dry-run: 4 cells: 1 done, 0 diverged, 3 to run"
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()) == before
