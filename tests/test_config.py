@@ -110,9 +110,9 @@ def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
 
 @pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
 def test_on_lra_tasks_every_model_has_the_benchmarks_conventions_and_gpt_init_gives_the_decoders_own(task):
-    """The decoders and their variants take the LRA encoder's initialisation, decay and norms on the LRA tasks
-    (their GPT-style defaults left them at chance on Text), and keep their own on the pre-training corpora;
-    preset gpt-init gives every model the GPT-style defaults."""
+    """Every model, the decoders and their variants too, takes the LRA encoder's initialisation, decay and norms
+    on the LRA tasks (the GPT-style defaults left the decoders at chance on Text); the decoders keep theirs on the
+    pre-training corpora; preset gpt-init gives every model the GPT-style defaults."""
     lra = {"init": "lra", "weight_decay_on": "all", "norm_eps": 1e-6, "gelu": "tanh"}
     gpt = {"init": "gpt", "weight_decay_on": "matrices", "norm_eps": 1e-5, "gelu": "exact"}
     for model in ("transformer", "fnet", "wavspa", "gpt", "wavelet", "wavelet-learnable", "wavelet-ema"):

@@ -618,7 +618,7 @@ def _bag_of_tokens(n, L, vocab, seed):
 
 @pytest.mark.parametrize("name", ["gpt", "wavelet"])
 def test_decoders_at_the_lra_tasks_conventions_learn_a_signal_anywhere_in_the_sequence(name):
-    """The decoders with Text's configuration (the benchmark's initialisation: the task YAML's models: gpt: block)
+    """The decoders with Text's configuration (the benchmark's initialisation: the task YAML's model: block)
     find a label token anywhere in 32 positions within 80 steps. With the GPT-style defaults and the sinusoidal
     positions of the LRA tasks they stay at chance here (and stayed there on the Text stand-in on the H200):
     results/lra/diagnostics/decoder-init-cpu/."""

@@ -11,7 +11,7 @@ Subclasses change one thing each: `causal`, the token mixer (`make_mixer`), or w
 residual stream after each block (`post_block`) — WaveletGPT is the last kind.
 
 Two sets of conventions, each a config field: the decoders' (GPT-style, `ModelConfig` defaults; the LRA task
-YAMLs give the decoders the benchmark's init, decay, eps and GELU too, `--preset gpt-init` takes them back) and the
+YAMLs give every model the benchmark's init, decay, eps and GELU, `--preset gpt-init` takes them back) and the
 LRA benchmark's encoder (`LRAConfig`, used by transformer, fnet and wavspa), which google-research/
 long-range-arena's Flax code fixes as follows (models/transformer/transformer.py, models/layers/common_layers.py,
 flax.deprecated.nn and flax.optim at flax 0.3):
