@@ -117,11 +117,13 @@ def distinct_tasks(cells: list[Cell]):
 def check_data(cells: list[Cell], log=print) -> None:
     """Ask every task of the grid where its data would come from, before any cell trains, so that a missing
     stand-in or data dir stops the sweep up front (one line, exit 2) rather than after some cells."""
+    said = set()  # one line per task and source (Image's encoders and decoders differ in pixel0_is_pad only)
     for c, task in distinct_tasks(cells):
         which = getattr(task, "which_source", None)
         if which is not None:
             source = which()
-            if isinstance(source, str):
+            if isinstance(source, str) and (c.task, source) not in said:
+                said.add((c.task, source))
                 log(f"data: {c.task} from {source}")
 
 

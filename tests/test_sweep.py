@@ -109,3 +109,16 @@ def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, caps
         "listops × wavelet × seed 0": f"continue {shorter.name}", "listops × wavelet × seed 1": "run"}
     assert out[-1] == "sweep --dry-run: 4 cells: 1 done, 0 diverged, 3 to run"
     assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()) == before
+
+
+def test_the_data_line_is_said_once_per_task_and_source(monkeypatch):
+    """Two task configurations with one source (Image's encoders and decoders differ in pixel0_is_pad only)."""
+    from lra_wavelet import config as C
+    from lra_wavelet import sweep
+
+    monkeypatch.setattr(TASKS.get("listops"), "which_source", lambda self: "generated", raising=False)
+    cells = [sweep.Cell("listops", "gpt", 0, C.resolve("listops", "gpt", sets=(f"task.max_len={n}",)).to_dict())
+             for n in (64, 128)]
+    said = []
+    sweep.check_data(cells, log=said.append)
+    assert said == ["data: listops from generated"]
