@@ -93,21 +93,37 @@ def test_bad_gpu_ids_are_one_line_errors(tmp_path, capsys):
 
 def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, capsys):
     """sweep --dry-run: done / resume at step N / continue a shorter run / run, per cell, from the run folders
-    alone (nothing written), then the counts."""
-    assert main([*GRID, "--out", str(tmp_path), "--models", "gpt", "--seeds", "0", "1"]) == 0
-    assert main([*GRID, "--out", str(tmp_path), "--models", "wavelet", "--set", "train.max_steps=2"]) == 0
-    (shorter,) = (tmp_path / "listops" / "wavelet").iterdir()  # finished at 2 steps, its checkpoint kept
-    assert (shorter / "checkpoint.pt").is_file()
-    (stopped,) = (tmp_path / "listops" / "gpt").glob("*-s1-*")
-    (stopped / "result.csv").unlink()  # as a cell stopped after its step-4 checkpoint leaves it
-    capsys.readouterr()
+    alone (nothing written), then the counts. The folders are made as train() leaves them, without training."""
+    from lra_wavelet import config as C
+    from lra_wavelet import results
+    from lra_wavelet import train as T
+
+    def folder(model, seed, steps, status=None, checkpoint=True):
+        cfg = C.resolve("listops", model, sets=(*TINY_LISTOPS, f"train.max_steps={steps}", f"seed={seed}"),
+                        overrides={"out": str(tmp_path), "device": "cpu"})
+        run_id, d = T.run_paths(cfg)
+        C.save(cfg, d / "config.yaml")
+        (d / "metrics.jsonl").write_text(json.dumps({"step": steps, "split": "train", "loss": 1.0}) + "\n")
+        if checkpoint:
+            (d / "checkpoint.pt").write_bytes(b"")
+        if status:
+            results.write_rows(d / "result.csv", [dict(run_id=run_id, task="listops", model=model, seed=seed,
+                                                       split="test", metric="accuracy", value=0.5, step=steps,
+                                                       status=status, config_hash=cfg.hash)])
+        return d
+
+    folder("gpt", 0, 4, "ok")
+    folder("gpt", 1, 4)  # stopped after its step-4 checkpoint
+    shorter = folder("wavelet", 0, 2, "ok")  # finished at 2 steps, its checkpoint kept: the 4-step run continues it
+    folder("wavelet", 2, 4, "diverged", checkpoint=False)
     before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
-    assert main([*GRID, "--out", str(tmp_path), "--seeds", "0", "1", "--dry-run"]) == 0
+    assert main([*GRID, "--out", str(tmp_path), "--seeds", "0", "1", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert {a.strip(): b.strip() for a, b in (ln.rsplit("  ", 1) for ln in out[:-1])} == {
-        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 4",
-        "listops × wavelet × seed 0": f"continue {shorter.name}", "listops × wavelet × seed 1": "run"}
-    assert out[-1] == "sweep --dry-run: 4 cells: 1 done, 0 diverged, 3 to run"
+        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 4", "listops × gpt × seed 2": "run",
+        "listops × wavelet × seed 0": f"continue {shorter.name}", "listops × wavelet × seed 1": "run",
+        "listops × wavelet × seed 2": "diverged before (kept)"}
+    assert out[-1] == "sweep --dry-run: 6 cells: 1 done, 1 diverged, 4 to run"
     assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()) == before
 
 
