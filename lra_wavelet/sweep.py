@@ -432,30 +432,25 @@ def parse_params(items: list[str]) -> dict:
 
 
 def cell_state(cfg) -> str:
-    """What running this cell would do, read from its run folder alone (nothing is loaded or trained)."""
+    """What running this cell would do, decided as train() decides it (`_finished`, then `resume_from`), from its
+    run folder alone: nothing is trained and no data is loaded."""
     from . import train as T
 
     run_dir = T.run_paths(cfg)[1]
     ended = T._finished(run_dir, lambda s: None)
     if ended is not None:
         return "done" if ended.status == "ok" else "diverged before (kept)"
-    step = _last_step(run_dir / "metrics.jsonl")
-    if (run_dir / "checkpoint.pt").is_file():
-        return f"resume at step {step}" if step is not None else "resume"
-    shorter = T.continuation(cfg, run_dir)
-    if shorter is not None and cfg.train.schedule in ("constant", "rsqrt"):
-        return f"continue {shorter.name}"
-    if run_dir.is_dir():
-        return "run from step 0" + (f" (stopped at step {step}, no checkpoint here)" if step is not None else "")
-    return "run"
+    source = T.resume_from(cfg, run_dir, resume=True, force=False, strict=False, log=lambda s: None)
+    if source is None:
+        return "run from step 0" if run_dir.is_dir() else "run"
+    if source.parent != run_dir:
+        return f"continue {source.parent.name}"
+    import torch
 
-
-def _last_step(path: Path):
-    try:
-        lines = path.read_text().splitlines()
-        return int(json.loads(lines[-1])["step"]) if lines else None
-    except (OSError, ValueError, KeyError):
-        return None
+    try:  # the checkpoint's own step (the curve may run past it); mmap: the weights are not read
+        return f"resume at step {int(torch.load(source, map_location='cpu', mmap=True, weights_only=False)['step'])}"
+    except Exception as e:  # noqa: BLE001 (a dry run reports what it finds; the real run raises)
+        return f"resume ({source} unreadable: {type(e).__name__})"
 
 
 def dry_run(cells: list[Cell]) -> int:

@@ -94,6 +94,8 @@ def test_bad_gpu_ids_are_one_line_errors(tmp_path, capsys):
 def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, capsys):
     """sweep --dry-run: done / resume at step N / continue a shorter run / run, per cell, from the run folders
     alone (nothing written), then the counts. The folders are made as train() leaves them, without training."""
+    import torch
+
     from lra_wavelet import config as C
     from lra_wavelet import results
     from lra_wavelet import train as T
@@ -105,7 +107,7 @@ def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, caps
         C.save(cfg, d / "config.yaml")
         (d / "metrics.jsonl").write_text(json.dumps({"step": steps, "split": "train", "loss": 1.0}) + "\n")
         if checkpoint:
-            (d / "checkpoint.pt").write_bytes(b"")
+            torch.save({"step": steps - 1}, d / "checkpoint.pt")  # the step it holds, behind the curve's last
         if status:
             results.write_rows(d / "result.csv", [dict(run_id=run_id, task="listops", model=model, seed=seed,
                                                        split="test", metric="accuracy", value=0.5, step=steps,
@@ -120,7 +122,7 @@ def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, caps
     assert main([*GRID, "--out", str(tmp_path), "--seeds", "0", "1", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert {a.strip(): b.strip() for a, b in (ln.rsplit("  ", 1) for ln in out[:-1])} == {
-        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 4", "listops × gpt × seed 2": "run",
+        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 3", "listops × gpt × seed 2": "run",
         "listops × wavelet × seed 0": f"continue {shorter.name}", "listops × wavelet × seed 1": "run",
         "listops × wavelet × seed 2": "diverged before (kept)"}
     assert out[-1] == "sweep --dry-run: 6 cells: 1 done, 1 diverged, 4 to run"
