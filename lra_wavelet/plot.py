@@ -57,8 +57,9 @@ def write_plots(paths, out: Path, include_reduced: bool = False) -> list[Path]:
     # a run stopped before its end (partial) is run again by the next sweep: its curve is not averaged in
     unfinished = set(df.run_id[df.status == "partial"]) if len(df) else set()
     val = curves[(curves.split == "val") & ~curves.run_id.isin(unfinished)] if len(curves) else curves
+    labels = configuration_labels(lra_runs(df, include_reduced=True)[0]) if len(df) else {}
     for task, g in (val.groupby("task") if len(val) else []):
-        written.append(_save(curve_figure(task, g), out / f"curves_{task}.png", plt))
+        written.append(_save(curve_figure(task, g, labels), out / f"curves_{task}.png", plt))
     _, summary = lra_table(df, include_reduced)
     if len(summary):
         written.append(_save(lra_chart(summary), out / "lra_accuracy.png", plt))
@@ -70,27 +71,58 @@ def write_plots(paths, out: Path, include_reduced: bool = False) -> list[Path]:
 
 def _save(fig, path: Path, plt) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # a legend outside the axes is kept
     plt.close(fig)
     return path
 
 
-def curve_figure(task: str, g):
-    """Validation curves of one task: hue = model, line style = configuration when a model has several."""
+def configuration_labels(runs) -> dict:
+    """run_id -> the name of its configuration as the LRA tables give it (its setup: 'reference', 'preset
+    gpt-init at 5000 steps', ...; with the config id added where one model has several configurations under
+    one setup, e.g. two custom settings). `runs`: report.lra_runs' runs."""
+    if not len(runs):
+        return {}
+    several = runs.groupby(["model", "setup"]).config_id.transform("nunique") > 1
+    names = runs.setup.where(~several, runs.setup + " " + runs.config_id.astype(str))
+    return dict(zip(runs.run_id, names))
+
+
+def _legend_outside(fig, axes, title: str | None = None):
+    """One legend for the figure, right of the axes (never over a curve), each label once."""
+    seen = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                   title=title, title_fontsize=8, frameon=False)
+
+
+def curve_figure(task: str, g, labels: dict | None = None):
+    """Validation curves of one task: hue = model, line style = configuration when a model has several (named
+    by `labels`, run_id -> configuration, where given: configuration_labels; else by the config id)."""
     import seaborn as sns
 
     plt = _pyplot()
     metric = "accuracy" if "accuracy" in g and g["accuracy"].notna().any() else "loss"
     g = g[g[metric].notna()]
-    split_configs = bool((g.groupby("model").config_id.nunique() > 1).any())
+    g = g.assign(configuration=g.run_id.map(labels or {}).fillna(g.config_id.astype(str)))
+    split_configs = bool((g.groupby("model").configuration.nunique() > 1).any())
     sparse = g.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=g, x="step", y=metric, hue="model", style="config_id" if split_configs else None,
+    models = set(g.model)
+    order = [m for m in list(dict.fromkeys(LRA_MODELS + PRETRAIN_VARIANTS)) if m in models] + sorted(
+        models - set(LRA_MODELS) - set(PRETRAIN_VARIANTS))
+    sns.lineplot(data=g, x="step", y=metric, hue="model", hue_order=order,
+                 style="configuration" if split_configs else None,
                  palette={m: model_colour(m) for m in g.model.unique()}, errorbar="sd",
                  marker="o" if sparse else None, ax=ax)
     ax.set_title(f"{task}: validation {metric} (mean ± sd over seeds)")
     if metric == "loss":
         ax.set_ylabel("NLL (nats/token)" if "bits_per_token" in g else "loss")
+    _legend_outside(fig, [ax])
     return fig
 
 
@@ -140,13 +172,11 @@ def lra_curves(curves, runs):
     plt = _pyplot()
     if "accuracy" not in curves:
         return None
-    g = curves[(curves.split == "val") & curves.accuracy.notna()].merge(
-        runs.loc[runs.status == "ok", ["run_id", "setup"]], on="run_id")
+    ok = runs[runs.status == "ok"]
+    g = curves[(curves.split == "val") & curves.accuracy.notna() & curves.run_id.isin(set(ok.run_id))]
     if g.empty:
         return None
-    g = g.assign(accuracy=g.accuracy * 100)
-    several = g.groupby(["model", "setup"]).config_id.transform("nunique") > 1  # e.g. two custom settings
-    g["configuration"] = g.setup.where(~several, g.setup + " " + g.config_id)
+    g = g.assign(accuracy=g.accuracy * 100, configuration=g.run_id.map(configuration_labels(ok)))
     tasks = [t for t in LRA_TASKS if t in set(g.task)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 4.8 * len(tasks)), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -158,9 +188,12 @@ def lra_curves(curves, runs):
         sns.lineplot(data=d, x="step", y="accuracy", hue="model", hue_order=order,
                      style=None if only_reference else "configuration", palette={m: model_colour(m) for m in models},
                      estimator="mean", errorbar=("pi", 100), marker="o" if sparse else None, ax=ax)
-        ax.axhline(_chance(task) * 100, color="grey", linestyle=":", linewidth=1, label="chance")
+        chance = _chance(task) * 100
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        lo, hi = ax.get_ylim()  # at least 10 points tall: curves flat at chance are not magnified into noise
+        ax.set_ylim(min(lo, chance - 5), max(hi, chance + 5))
         ax.set_title(LRA_TASKS[task])
         ax.set_ylabel("validation accuracy (%)")
-        ax.legend(fontsize=8, loc="best", title="line: mean, band: min–max\nover seeds", title_fontsize=8)
+    _legend_outside(fig, axes[0], title="line: mean, band: min–max\nover seeds")
     fig.suptitle("LRA validation accuracy", fontsize=11)
     return fig

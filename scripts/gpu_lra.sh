@@ -48,6 +48,6 @@ PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args
   > "$OUT/lra/logs/sweep-$(date -u +%Y%m%dT%H%M%S).log" 2>&1
 rc=$?
 echo "sweep exit $rc$([ $rc = 124 ] && echo " (stopped by LIMIT=$LIMIT s)"); ended: $(date -u +%FT%TZ)" | tee -a "$OUT/lra/logs/command.txt"
-python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced --reach listops=0.30 > /dev/null 2>&1
+python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced --reach listops=0.30 --reach text=0.70 > /dev/null 2>&1
 mkdir -p "$OUT/lra/runs" && tar -cf - -C "$RUNS" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' . | tar -xf - -C "$OUT/lra/runs"
 tar -czf "$OUT/lra.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' lra && rm -rf "$OUT/lra"

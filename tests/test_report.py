@@ -300,7 +300,27 @@ def test_lra_curves_draw_one_panel_per_task_and_keep_configurations_apart(tmp_pa
     assert {to_rgb(ln.get_color()) for ln in lines} == {tuple(plot.model_colour("wavelet"))}  # no failed run
     assert len(lines) == 2  # reference and custom d_model=32: two lines, not one pooled mean
     assert max(ln.get_ydata()[-1] for ln in lines) == pytest.approx(35.0)  # the mean of 30% and 40% at the end
-    assert listops.collections and "min–max" in listops.get_legend().get_title().get_text()
+    legend = fig.legends[0]  # one legend for the figure, outside the panels, each label once
+    assert listops.collections and "min–max" in legend.get_title().get_text() and listops.get_legend() is None
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "reference" in texts and any(t.startswith("custom") for t in texts) and len(texts) == len(set(texts))
+    lo, hi = image.get_ylim()
+    assert hi - lo >= 10  # a flat curve is not magnified into noise
+
+
+def test_task_curves_name_configurations_by_their_setup(tmp_path):
+    """curves_<task>.png draws a model's configurations apart under the names the tables give them (reference,
+    preset P at N steps), not config hashes."""
+    from lra_wavelet import plot
+
+    make_run(tmp_path, model="wavelet", curve=(0.2, 0.3))
+    make_run(tmp_path, model="wavelet", preset="quick", curve=(0.1, 0.2))
+    rows = report.load_rows([tmp_path])
+    labels = plot.configuration_labels(report.lra_runs(rows, include_reduced=True)[0])
+    assert sorted(set(labels.values())) == ["preset quick", "reference"]
+    curves = report.load_curves([tmp_path])
+    fig = plot.curve_figure("listops", curves[curves.split == "val"], labels)
+    assert {"reference", "preset quick"} <= {t.get_text() for t in fig.legends[0].get_texts()}
 
 
 def test_compare_table_gives_welch_intervals_of_wavelet_against_each_model(tmp_path):
@@ -338,7 +358,7 @@ def test_task_curves_leave_out_runs_stopped_before_their_end(tmp_path, monkeypat
     diverged = make_run(tmp_path, seed=2, status="diverged", step=20, curve=(0.1, 0.1))
     drawn = {}
 
-    def curve_figure(task, g):
+    def curve_figure(task, g, labels=None):
         drawn[task] = g
         return plot._pyplot().figure()
 
