@@ -11,7 +11,9 @@ A resolved config is a plain dict with three sections and three scalars:
     train: {batch_size: 32, lr: 0.0016, ...}        validated against TrainConfig
     seed: 0    device: auto    out: runs
 
-Unknown keys and wrong types are UserErrors naming the key and the nearest valid one.
+Unknown keys and wrong types are UserErrors naming the key and the nearest valid one. A --config FILE with
+all six top-level keys is a saved config.yaml: a LATER_KEYS key it lacks is taken at that key's default (the
+run was made before the key existed), not from the task YAML, so it repeats the run it came from.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ class TrainConfig:
     max_steps: int = 1000
     lr: float = 1e-3  # peak learning rate (after warm-up)
     schedule: Literal["constant", "rsqrt", "cosine", "linear"] = "cosine"
+    # the cosine's period: after_warmup, the steps after warm-up (max_steps - warmup_steps: it reaches 0, or
+    # min_lr_ratio, at the last step); max_steps, the whole run, as the LRA benchmark's cosine_decay with
+    # steps_per_cycle = num_train_steps (it ends at 0.5 (1 + cos(pi (max_steps - warmup_steps) / max_steps))).
+    # Other schedules ignore it (train.lr_lambda)
+    cosine_cycle: Literal["after_warmup", "max_steps"] = "after_warmup"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
     weight_decay: float = 0.0
@@ -147,8 +154,10 @@ SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "c
 # keys added after committed runs were made, each with the default that reproduces those runs: at that default a
 # key is left out of the hash, so adding a switch never renames (and so never re-runs) a finished run
 # (model.cls_mask 'first_token' differs from the earlier behaviour only where a sequence opens with padding, which
-# no committed run's task allowed: Task.padding_leads)
-LATER_KEYS = {"train": {"eval_drop_last": False}, "model": {"cls_mask": "first_token"}}
+# no committed run's task allowed: Task.padding_leads; train.cosine_cycle 'after_warmup' is the cosine every run
+# made before it decayed with)
+LATER_KEYS = {"train": {"eval_drop_last": False, "cosine_cycle": "after_warmup"},
+              "model": {"cls_mask": "first_token"}}
 
 
 def drop_later_defaults(d: dict) -> dict:
@@ -423,6 +432,13 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
             raise UserError(f"unknown preset '{preset}' for task '{task}'{closest(preset, presets)}; "
                             f"known: {', '.join(sorted(presets)) or 'none'}")
         layers.append((presets[preset], f"{where} presets.{preset}"))
+    if set(TOP_KEYS) <= set(file_layer):  # a saved config.yaml: a key added later that it lacks was at its default
+        file_layer = copy.deepcopy(file_layer)
+        for section, cls in (("task", task_cls.Config), ("model", model_cls.Config), ("train", TrainConfig)):
+            names = {f.name for f in dataclasses.fields(cls)}
+            for k, default in LATER_KEYS.get(section, {}).items():
+                if k in names and isinstance(file_layer.get(section), dict):
+                    file_layer[section].setdefault(k, default)
     layers += [(grid_layer or {}, "sweep grid"), (file_layer, str(config_file)), (set_layer, "--set")]
 
     merged: dict = {}
@@ -494,10 +510,11 @@ def check(cfg: RunConfig) -> None:
 def deviations(cfg: dict, reference: dict) -> dict:
     """{'train.max_steps': (run's, reference's), ...}: the keys that change numbers where a saved config
     differs from the reference (the seed, the location of the data and speed-only keys aside; a key only
-    one side has, from another version of the code, is not compared)."""
+    one side has, from another version of the code, is not compared, except a LATER_KEYS key a saved config
+    lacks: that run was made at the key's default)."""
     out = {}
     for section in ("task", "model", "train"):
-        mine, ref = cfg.get(section) or {}, reference.get(section) or {}
+        mine, ref = {**LATER_KEYS.get(section, {}), **(cfg.get(section) or {})}, reference.get(section) or {}
         skip = {"task": WHERE_KEYS, "train": SPEED_ONLY_KEYS}.get(section, ())
         for k in ref:
             if k in mine and k not in skip and yaml_ready(mine[k]) != yaml_ready(ref[k]):

@@ -96,8 +96,19 @@ def init_distributed(cfg: RunConfig) -> tuple[int, int, torch.device]:
 
 
 def lr_lambda(t: config_mod.TrainConfig):
-    """Multiplier of the peak lr at a step: linear warm-up, then the configured decay."""
+    """Multiplier of the peak lr at optimizer step `step` (0-based): linear warm-up min(1, (step + 1) / w), then
+    the configured decay, floored at min_lr_ratio. Every schedule counts step + 1, one ahead of the LRA
+    benchmark's counter (its lr is 0 at step 0 and reaches the peak at step w; ours is lr / w at step 0 and the
+    peak at step w - 1): kept, since changing it would change every run made so far.
+
+    Cosine: progress runs over train.cosine_cycle. 'after_warmup': (step + 1 - w) / (n - w), so the lr reaches
+    the floor at the last step. 'max_steps': (step + 1 - w) / n, the benchmark's cosine_decay with
+    steps_per_cycle = num_train_steps (train_utils.create_learning_rate_scheduler), so the last step is at
+    0.5 (1 + cos(pi (n - w) / n)) of the peak, not 0. Progress is clamped at 1 (the floor) where the benchmark
+    takes it mod 1 (a new cycle from the peak): the same wherever progress < 1, which is every step of a run
+    with warm-up; with warmup_steps 0 the last step reaches 1, and the clamp keeps the floor there."""
     w, n, floor = t.warmup_steps, t.max_steps, t.min_lr_ratio
+    period = max(1, n if t.cosine_cycle == "max_steps" and t.schedule == "cosine" else n - w)
 
     def f(step: int) -> float:
         warm = min(1.0, (step + 1) / w) if w else 1.0
@@ -105,7 +116,7 @@ def lr_lambda(t: config_mod.TrainConfig):
             return warm
         if t.schedule == "rsqrt":  # the LRA schedule, normalised so that the peak is lr
             return warm * math.sqrt(max(w, 1) / max(step + 1, w, 1))
-        progress = min(1.0, max(0, step + 1 - w) / max(1, n - w))
+        progress = min(1.0, max(0, step + 1 - w) / period)
         decay = 0.5 * (1 + math.cos(math.pi * progress)) if t.schedule == "cosine" else 1 - progress
         return warm * (floor + (1 - floor) * decay)
 

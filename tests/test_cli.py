@@ -88,6 +88,13 @@ def test_validate_builds_the_model(capsys):
     assert "is not causal" in capsys.readouterr().err
 
 
+def test_a_bad_cosine_cycle_is_a_one_line_error(capsys):
+    assert main(["validate", "--task", "pathfinder", "--model", "gpt", "--set", "train.cosine_cycle=whole_run"]) == 2
+    err = capsys.readouterr().err
+    assert "train.cosine_cycle: expected one of after_warmup, max_steps, got 'whole_run'" in err
+    assert err.count("\n") == 1
+
+
 def test_closed_stdout_pipe_exits_quietly():
     import subprocess
 

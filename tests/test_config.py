@@ -39,6 +39,7 @@ def test_merge_order(tmp_path, monkeypatch):
     (("train.lr=fast",), "train.lr: expected a number, got 'fast'"),
     (("train.max_steps=1.5",), "train.max_steps: expected an integer"),
     (("train.schedule=cosin",), "did you mean 'cosine'"),
+    (("train.cosine_cycle=warmup",), "train.cosine_cycle: expected one of after_warmup, max_steps, got 'warmup'"),
     (("train.max_steps=0",), "train.max_steps must be positive"),
     (("model.mod_frac=2",), "mod_frac must be in \\[0, 1\\]"),
     (("noequals",), "expected key=value"),
@@ -97,15 +98,41 @@ def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
     """Each results/lra/runs/<task>/<model>/<run_id>/config.yaml resolves to its folder's hash suffix, and so does
     the reference configuration, or for the decoders run before they took the benchmark's conventions its preset
     gpt-init, at its train.max_steps (what a sweep with [--preset gpt-init] --set train.max_steps=N looks for): a
-    key added later (config.LATER_KEYS), a new default or a task YAML's models: block must rename none."""
+    key added later (config.LATER_KEYS), a new default or a task YAML's models: block must rename none.
+    Except one change made on purpose: Image, Pathfinder and Path-X took the benchmark's cosine period
+    (train.cosine_cycle max_steps), so the Pathfinder runs made before it, at after_warmup, are no longer the
+    reference's (a sweep runs the cell again); with --set train.cosine_cycle=after_warmup they still are."""
     folders = sorted((Path(__file__).resolve().parents[1] / "results" / "lra" / "runs").glob("*/*/*/config.yaml"))
     assert len(folders) >= 26
+    old_cycle = []
     for f in folders:
         d, suffix = yaml.safe_load(f.read_text()), f.parent.name.rsplit("-", 1)[1]
         assert C.resolve(config_file=str(f)).hash == suffix, f
         sets = (f"seed={d['seed']}", f"train.max_steps={d['train']['max_steps']}")
         preset = "gpt-init" if d["model"]["init"] == "gpt" else None
-        assert C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets).hash == suffix, f
+        ref = C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets)
+        if "cosine_cycle" not in d["train"] and ref.train.cosine_cycle == "max_steps":
+            old_cycle.append(f.parent.name)
+            assert ref.hash != suffix, f
+            sets += ("train.cosine_cycle=after_warmup",)
+            ref = C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets)
+        assert ref.hash == suffix, f
+    assert sorted(old_cycle) == ["pathfinder-gpt-s0-dc73270776", "pathfinder-wavelet-s0-b75ef840c2"]
+
+
+def test_a_saved_config_repeats_its_run_where_the_task_yaml_later_set_a_later_key(tmp_path):
+    """A saved config.yaml (all six top-level keys) without train.cosine_cycle was made before the key existed,
+    at its default: --config repeats that run, not the task YAML's max_steps; a partial --config file still
+    takes the YAML's value."""
+    cfg = C.resolve("pathfinder", "gpt", sets=("train.cosine_cycle=after_warmup", "train.max_steps=6240"))
+    saved = C.yaml_ready(cfg.to_dict())
+    saved["train"].pop("cosine_cycle")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    again = C.resolve(config_file=str(tmp_path / "config.yaml"))
+    assert again.train.cosine_cycle == "after_warmup" and again.hash == cfg.hash
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump({"train": {"max_steps": 6240}}))
+    partial = C.resolve("pathfinder", "gpt", config_file=str(tmp_path / "partial.yaml"))
+    assert partial.train.cosine_cycle == "max_steps" and partial.hash != cfg.hash
 
 
 @pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
@@ -121,6 +148,15 @@ def test_on_lra_tasks_every_model_has_the_benchmarks_conventions_and_gpt_init_gi
             assert {k: getattr(m, k) for k in want} == want, (model, preset)
     if task == "listops":
         assert C.resolve("text8", "wavelet").model.init == "gpt"
+    # the benchmark's cosine period (steps_per_cycle = num_train_steps) where its schedule is the cosine; the
+    # pre-training corpora keep the default
+    cycle = "max_steps" if task in ("image", "pathfinder", "pathx") else "after_warmup"
+    for preset in (None, "gpt-init", "quick"):
+        t = C.resolve(task, "wavelet", preset).train
+        assert t.cosine_cycle == cycle and (t.schedule == "cosine" or cycle == "after_warmup"), preset
+    assert C.resolve(task, "gpt", sets=("train.max_steps=6240",)).train.cosine_cycle == cycle
+    if task == "listops":
+        assert {C.resolve(t, "wavelet").train.cosine_cycle for t in ("text8", "music", "audio")} == {"after_warmup"}
 
 
 def test_lra_data_fills_data_dir_unless_a_config_sets_it(tmp_path, monkeypatch):

@@ -384,3 +384,19 @@ def test_a_key_added_later_at_its_default_pools_with_runs_made_before_it(tmp_pat
     table, _ = report.lra_table(report.load_rows([tmp_path]))
     assert "‡" not in table.ListOps.iloc[0] and "(n=2)" in table.ListOps.iloc[0]
     assert report.config_id(cfg) != report.config_id({**cfg, "train": {**cfg["train"], "eval_drop_last": True}})
+
+
+def test_a_run_saved_before_a_later_key_is_compared_at_that_keys_default():
+    """A Pathfinder run saved before train.cosine_cycle existed (no such key in its config.yaml) ran the cosine
+    at after_warmup: against the reference's max_steps it is a custom setup with that deviation named, not the
+    preset at fewer steps; the same run at max_steps is."""
+    cfg = C.yaml_ready(C.resolve("pathfinder", "gpt", "gpt-init", sets=("train.max_steps=6240",)).to_dict())
+    now = report.classify_run("pathfinder", "gpt", 0, cfg, None, 6240, "ok")
+    assert now["setup"] == "preset gpt-init at 6240 steps" and now["reduced"]
+    old = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "cosine_cycle"}}
+    before = report.classify_run("pathfinder", "gpt", 0, old, None, 6240, "ok")
+    assert before["setup"] == "custom" and before["reduced"]
+    assert "train.cosine_cycle=after_warmup (reference max_steps)" in before["deviations"]
+    listops = C.yaml_ready(C.resolve("listops", "gpt").to_dict())
+    listops["train"].pop("cosine_cycle")  # the default both sides: no deviation
+    assert report.classify_run("listops", "gpt", 0, listops, None, 5000, "ok")["setup"] == "reference"

@@ -94,6 +94,43 @@ def test_schedules_warm_up_to_the_peak(schedule):
         assert f(99) < f(50) < 1.0
 
 
+def benchmark_cosine(step: int, w: int, n: int) -> float:
+    """google-research/long-range-arena cd31e5c, train_utils.create_learning_rate_scheduler with factors
+    'constant * linear_warmup * cosine_decay' and steps_per_cycle = num_train_steps, restated (constant 1)."""
+    ret = min(1.0, step / w)
+    progress = max(0.0, (step - w) / float(n))
+    return ret * max(0.0, 0.5 * (1.0 + math.cos(math.pi * (progress % 1.0))))
+
+
+def test_cosine_cycle_max_steps_is_the_benchmarks_cosine_decay():
+    """train.cosine_cycle=max_steps: the benchmark's formula at every step (at its step + 1: our counter is one
+    ahead), ending above 0 at 0.5 (1 + cos(pi (n - w) / n)); the default after_warmup ends at 0 or the floor."""
+    w, n = 5, 50
+    f = T.lr_lambda(C.TrainConfig(schedule="cosine", cosine_cycle="max_steps", warmup_steps=w, max_steps=n))
+    for step in range(n):
+        assert f(step) == pytest.approx(benchmark_cosine(step + 1, w, n), abs=1e-12), step
+    end = 0.5 * (1 + math.cos(math.pi * (n - w) / n))
+    assert f(n - 1) > 0 and abs(f(n - 1) - end) < 1e-9
+    default = T.lr_lambda(C.TrainConfig(schedule="cosine", warmup_steps=w, max_steps=n))
+    assert C.TrainConfig().cosine_cycle == "after_warmup"
+    assert default(n - 1) == pytest.approx(0.0, abs=1e-12) and default(w - 1) == pytest.approx(1.0)
+    for step in range(w, n):  # the default's own rule, unchanged: decay over the n - w steps after warm-up
+        assert default(step) == pytest.approx(0.5 * (1 + math.cos(math.pi * (step + 1 - w) / (n - w))))
+    floored = T.lr_lambda(C.TrainConfig(schedule="cosine", warmup_steps=w, max_steps=n, min_lr_ratio=0.1))
+    assert floored(n - 1) == pytest.approx(0.1)
+    bench_floored = T.lr_lambda(C.TrainConfig(schedule="cosine", cosine_cycle="max_steps", warmup_steps=w,
+                                              max_steps=n, min_lr_ratio=0.1))
+    assert bench_floored(n - 1) == pytest.approx(0.1 + 0.9 * end)
+    # without warm-up the last step reaches progress 1: clamped to the floor (the benchmark's % 1 would restart)
+    nowarm = T.lr_lambda(C.TrainConfig(schedule="cosine", cosine_cycle="max_steps", warmup_steps=0, max_steps=n))
+    assert nowarm(n - 1) == pytest.approx(0.0, abs=1e-12) and nowarm(n) == pytest.approx(0.0, abs=1e-12)
+    # only the cosine reads it
+    for schedule in ("linear", "rsqrt", "constant"):
+        a, b = (T.lr_lambda(C.TrainConfig(schedule=schedule, cosine_cycle=c, warmup_steps=w, max_steps=n))
+                for c in ("after_warmup", "max_steps"))
+        assert [a(s) for s in range(n)] == [b(s) for s in range(n)], schedule
+
+
 @pytest.mark.parametrize("model", ["transformer", "gpt", "wavelet"])
 def test_trimming_padding_is_exact(model):
     """Trailing all-padding columns are cut (to a multiple of 128), and pad-invariant models give the same logits."""
