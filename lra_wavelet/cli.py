@@ -305,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--models", nargs="+")
     sw.add_argument("--seeds", nargs="+", type=int)
     sw.add_argument("--grid", help="YAML with tasks, models, seeds (and optionally preset, set)")
+    sw.add_argument("--order", choices=["model", "seed"], default="model",
+                    help="within a task: each model's seeds in turn (model, the default), or every model's first "
+                         "seed before any second (seed: a sweep stopped early leaves whole seeds to compare)")
     sw.add_argument("--gpus", nargs="+", metavar="ID",
                     help="one worker process per GPU id (or 'all'), each with its own log under OUT/logs")
     sw.add_argument("--launcher", choices=["local", "submitit"], default="local",

@@ -77,15 +77,19 @@ def plan(a, resolve) -> list[Cell]:
     seeds = grid.get("seeds") or [0]
     if not isinstance(seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
         raise UserError(f"{a.grid or 'sweep'}: 'seeds' must be a list of integers, got {seeds!r}")
+    # order: task, then model, then seed (each model's seeds together), or with --order seed task, then seed,
+    # then model (every model's seed 0 before any seed 1: a sweep stopped early leaves whole seeds to compare)
+    if getattr(a, "order", "model") == "seed":
+        triples = [(t, m, s) for t in grid["tasks"] for s in seeds for m in grid["models"]]
+    else:
+        triples = [(t, m, s) for t in grid["tasks"] for m in grid["models"] for s in seeds]
     cells, seen = [], set()
-    for t in grid["tasks"]:
-        for m in grid["models"]:
-            for s in seeds:
-                cfg = resolve(a, task=t, model=m, seed=int(s), grid_layer=layer)
-                key = (cfg.task.name, cfg.model.name, cfg.seed, cfg.hash)
-                if key not in seen:  # `--seeds 0 0`: one run folder, one cell
-                    seen.add(key)
-                    cells.append(Cell(t, m, int(s), cfg.to_dict()))
+    for t, m, s in triples:
+        cfg = resolve(a, task=t, model=m, seed=int(s), grid_layer=layer)
+        key = (cfg.task.name, cfg.model.name, cfg.seed, cfg.hash)
+        if key not in seen:  # `--seeds 0 0`: one run folder, one cell
+            seen.add(key)
+            cells.append(Cell(t, m, int(s), cfg.to_dict()))
     return cells
 
 

@@ -129,6 +129,20 @@ def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, caps
     assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()) == before
 
 
+def test_order_seed_runs_every_model_s_first_seed_before_any_second(capsys):
+    """--order seed: within a task, seed-major (a sweep stopped early leaves whole seeds to compare); the default
+    keeps each model's seeds together. Both list the same cells."""
+    grid = [*GRID, "--out", "/nonexistent-out", "--seeds", "0", "1", "--dry-run"]
+    assert main(grid) == 0
+    by_model = [ln.rsplit("  ", 1)[0].strip() for ln in capsys.readouterr().out.splitlines()[:-1]]
+    assert main([*grid, "--order", "seed"]) == 0
+    by_seed = [ln.rsplit("  ", 1)[0].strip() for ln in capsys.readouterr().out.splitlines()[:-1]]
+    assert by_model == ["listops × gpt × seed 0", "listops × gpt × seed 1",
+                        "listops × wavelet × seed 0", "listops × wavelet × seed 1"]
+    assert by_seed == ["listops × gpt × seed 0", "listops × wavelet × seed 0",
+                       "listops × gpt × seed 1", "listops × wavelet × seed 1"]
+
+
 def test_the_data_line_is_said_once_per_task_and_source(monkeypatch):
     """Two task configurations with one source (Image's encoders and decoders differ in pixel0_is_pad only)."""
     from lra_wavelet import config as C
