@@ -108,7 +108,8 @@ def curve_figure(task: str, g, labels: dict | None = None):
     plt = _pyplot()
     metric = "accuracy" if "accuracy" in g and g["accuracy"].notna().any() else "loss"
     g = g[g[metric].notna()]
-    g = g.assign(configuration=g.run_id.map(labels or {}).fillna(g.config_id.astype(str)))
+    names = g.run_id.map(labels or {}).astype(object)  # all-NaN (float) where no run has a label
+    g = g.assign(configuration=names.where(names.notna(), g.config_id.astype(str)))
     split_configs = bool((g.groupby("model").configuration.nunique() > 1).any())
     sparse = g.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
     fig, ax = plt.subplots(figsize=(6, 4))
