@@ -14,9 +14,15 @@
 # one stopped in, even if the first call's rows were not unpacked here before it (every call copies this
 # working tree, results/lra/runs included, over the machine's; the machine's own folders are newer; so a folder
 # mended here by hand during a warm period comes back unmended in the next tarball: mend it after). Rows
-# and logs go to $OUT/lra.tar.gz without checkpoints (those stay on the machine: a cell left unfinished when the
-# machine goes back starts again from step 0 in a later session), ready to be unpacked into results/lra/ and
-# committed with this command line.
+# and logs go to $OUT/lra.tar.gz without checkpoints, ready to be unpacked into results/lra/ and committed with
+# this command line.
+# The checkpoints of cells left unfinished come back beside it where they are small enough (all but ListOps',
+# ~102 MiB; at most CKPT_MIB, 44 MiB, in all): $OUT/ckpt/ckpt.tar.partNN + ckpt.manifest.json
+# (scripts/carry_checkpoints.py). CKPT=0 skips them, e.g. in the first of two sweeps of one call, whose second
+# packs the same folders again (a call returns 64 MiB at most). Copied here into .ckpt_carry/ (git-ignored, each
+# call's set replacing the last) and carried with the next session's first call (carry: [".ckpt_carry", ...]),
+# they are put back into the seeded run folders before the sweep, so a cell stopped when a session's machine went
+# back resumes in the next session instead of starting from step 0 (ListOps' cells still start again).
 # Extra flags (e.g. --set train.lazy_metrics=true) are passed to `sweep`; a reduced budget
 # (--set train.max_steps=N) must be the same for every model of a task.
 set -u
@@ -30,6 +36,9 @@ if [ -d "$SEED_RUNS" ] && [ "$(cd "$SEED_RUNS" && pwd)" != "$(cd "$RUNS" && pwd)
       cp -r "$SEED_RUNS/$d" "$RUNS/$d.seeding" && mv "$RUNS/$d.seeding" "$RUNS/$d"; }
   done
 fi
+# the checkpoints of unfinished cells carried from an earlier session (only into folders still unfinished here)
+[ -f .ckpt_carry/ckpt.manifest.json ] && { python3 scripts/carry_checkpoints.py unpack .ckpt_carry "$RUNS" \
+  > "$OUT/lra/logs/ckpt-unpack.txt" 2>&1 || { cat "$OUT/lra/logs/ckpt-unpack.txt"; exit 2; }; }
 # evaluation in groups of 256 (speed only: the same examples, the same config hash; ListOps' 100 validation
 # passes are about a third of a run)
 args=(--grid "$GRID" --out "$RUNS" --no-progress --set train.eval_batch_size=${EVAL_BATCH:-256})
@@ -49,5 +58,7 @@ PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args
 rc=$?
 echo "sweep exit $rc$([ $rc = 124 ] && echo " (stopped by LIMIT=$LIMIT s)"); ended: $(date -u +%FT%TZ)" | tee -a "$OUT/lra/logs/command.txt"
 python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced --reach listops=0.30 --reach text=0.70 > /dev/null 2>&1
+[ "${CKPT:-1}" = 0 ] || python3 scripts/carry_checkpoints.py pack "$RUNS" "$OUT/ckpt" --budget-mib "${CKPT_MIB:-44}" \
+  > "$OUT/lra/logs/ckpt-pack.txt" 2>&1
 mkdir -p "$OUT/lra/runs" && tar -cf - -C "$RUNS" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' . | tar -xf - -C "$OUT/lra/runs"
 tar -czf "$OUT/lra.tar.gz" -C "$OUT" --exclude='*.pt' --exclude='*.tmp' --exclude='lock' lra && rm -rf "$OUT/lra"
