@@ -457,15 +457,57 @@ def cell_state(cfg) -> str:
         return f"resume ({source} unreadable: {type(e).__name__})"
 
 
+def earlier_seconds(cfg) -> list[float]:
+    """The wall times (result rows' wall_time_s) of the finished runs beside this cell's folder that differ from it
+    in their seed alone (report.config_id): what a cell of this configuration took where these runs were made."""
+    import csv
+
+    import yaml
+
+    from . import report
+    from . import train as T
+
+    run_dir = T.run_paths(cfg)[1]
+    mine, times = report.config_id(config_mod.yaml_ready(cfg.to_dict())), []
+    for rows in sorted(run_dir.parent.glob("*/result.csv")):
+        if rows.parent == run_dir or not (rows.parent / "config.yaml").is_file():
+            continue
+        try:
+            other = yaml.safe_load((rows.parent / "config.yaml").read_text())
+            with rows.open(newline="") as f:
+                ok = [float(r["wall_time_s"]) for r in csv.DictReader(f) if r.get("status") == "ok"]
+        except (OSError, ValueError, KeyError, yaml.YAMLError):
+            continue  # an unreadable folder gives no estimate; the sweep itself reports it
+        if ok and report.config_id(other) == mine:
+            times.append(max(ok))
+    return times
+
+
 def dry_run(cells: list[Cell]) -> int:
-    """`sweep --dry-run`: every cell and what a sweep would do with it, then the counts; no data is touched."""
+    """`sweep --dry-run`: every cell and what a sweep would do with it, with the time a cell to run may take (the
+    median wall time of the finished runs of its configuration, other seeds, in the same folder), then the counts
+    and the estimated total; no data is touched."""
+    import statistics
+
     states = [cell_state(rebuild(c.cfg)) for c in cells]
     width = max(len(c.label) for c in cells)
+    estimate, unknown = 0.0, 0
     for c, st in zip(cells, states):
-        print(f"{c.label:<{width}}  {st}")
+        note = ""
+        if st != "done" and not st.startswith("diverged"):
+            times = earlier_seconds(rebuild(c.cfg))
+            if times:
+                estimate += statistics.median(times)
+                note = f"  (~{statistics.median(times) / 60:.1f} min: {len(times)} earlier seed(s))"
+            else:
+                unknown += 1
+        print(f"{c.label:<{width}}  {st}{note}")
     done = sum(st == "done" for st in states)
     kept = sum(st.startswith("diverged") for st in states)
-    print(f"sweep --dry-run: {len(cells)} cells: {done} done, {kept} diverged, {len(cells) - done - kept} to run")
+    to_run = len(cells) - done - kept
+    total = (f"; ~{estimate / 60:.0f} min for {to_run - unknown} of them at earlier seeds' wall time"
+             + (f", {unknown} without an earlier seed" if unknown else "")) if to_run > unknown else ""
+    print(f"sweep --dry-run: {len(cells)} cells: {done} done, {kept} diverged, {to_run} to run{total}")
     return 0
 
 
