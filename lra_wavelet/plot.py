@@ -128,8 +128,9 @@ def curve_figure(task: str, g, labels: dict | None = None):
 
 
 def lra_chart(summary):
-    """Grouped bars, tasks in LRA order, error bars = sd over seeds, hatched = substitute data; a bar is labelled
-    with its table cell's marks (the summary's `marks` column) and the legend says what each mark means."""
+    """Grouped bars, tasks in LRA order, error bars = sd over seeds, hatched = substitute data, faded = a preset or
+    custom setup (not the table's configuration), a dotted line at each task's chance; a bar is labelled with its
+    table cell's marks (the summary's `marks` column) and the legend, right of the axes, says what each means."""
     import numpy as np
     from matplotlib.patches import Patch
 
@@ -137,20 +138,24 @@ def lra_chart(summary):
     tasks = [t for t in LRA_TASKS if t in set(summary.task)]
     groups = list(dict.fromkeys(zip(summary.model, summary.setup)))
     width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(tasks) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 0.12 * len(groups) * len(tasks) + 4), 4))
     for i, (model, setup) in enumerate(groups):
         g = summary[(summary.model == model) & (summary.setup == setup)].set_index("task")
         x = np.array([j for j, t in enumerate(tasks) if t in g.index]) + (i - (len(groups) - 1) / 2) * width
         rows = g.loc[[t for t in tasks if t in g.index]]
         label = model if setup == "reference" else f"{model} ({setup})"
         bars = ax.bar(x, rows["mean"], width, yerr=rows["std"].fillna(0), capsize=3, label=label,
-                      color=model_colour(model), alpha=1.0 if setup == "reference" else 0.6, edgecolor="black",
+                      color=model_colour(model), alpha=1.0 if setup.startswith("reference") else 0.35, edgecolor="black",
                       linewidth=0.5)
         for bar, src in zip(bars, rows.data_source):
             if "substitute" in src:
                 bar.set_hatch("//")
         ax.bar_label(bars, labels=rows["marks"].fillna("").tolist(), fontsize=9, padding=2)
+    for j, t in enumerate(tasks):  # each task's chance level across its group of bars
+        ax.hlines(_chance(t) * 100, j - 0.45, j + 0.45, color="grey", linestyle=":", linewidth=1,
+                  label="chance" if j == 0 else None)
     ax.set_xticks(range(len(tasks)), [LRA_TASKS[t] for t in tasks])
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # room for the marks above the tallest bar
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("LRA test accuracy (mean ± sd over seeds)")
     handles, _ = ax.get_legend_handles_labels()
@@ -159,7 +164,7 @@ def lra_chart(summary):
         used.add("†")
     handles += [Patch(facecolor="white", edgecolor="black", hatch="//" if m == "†" else None, visible=m == "†",
                       label=f"{m} {what}" + (" (hatched)" if m == "†" else "")) for m, what in MARKS.items() if m in used]
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # off the bars
     return fig
 
 
