@@ -236,6 +236,10 @@ def test_figures_keep_colours_order_markers_and_error_bars(tmp_path):
     assert heights == [35.0, 35.0, 60.0]
     assert any(c.has_yerr for c in ax.containers)
     assert [b.get_hatch() for b in ax.patches if round(b.get_height()) == 60] == ["//"]
+    assert "chance" in [t.get_text() for t in ax.get_legend().get_texts()]  # a dotted line per task
+    chance = {round(float(seg[0][1]), 3) for c in ax.collections for seg in c.get_segments()
+              if len(seg) == 2 and abs(seg[1][0] - seg[0][0] - 0.9) < 1e-9}  # a task's width: not an error bar
+    assert chance == {10.0, 50.0}  # ListOps / Image at 10%, Text at 50%
     curves = report.load_curves([tmp_path])
     ax = plot.curve_figure("image", curves[curves.task == "image"]).axes[0]
     assert ax.lines[0].get_marker() == "o"  # a single evaluation shows as a point
