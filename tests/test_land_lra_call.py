@@ -1,0 +1,75 @@
+"""scripts/land_lra_call.sh: a device call's tarballs (one per sweep of the call) land as run folders in call
+order, logs per sweep, the last checkpoint set as .ckpt_carry, the report regenerated; bad input is one line,
+exit 2, nothing copied."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+
+from lra_wavelet import config as C
+from lra_wavelet import train as T
+
+from conftest import REPO, TINY_LISTOPS
+
+SCRIPT = REPO / "scripts" / "land_lra_call.sh"
+
+
+def land(repo: Path, *args):
+    env = dict(os.environ, REPO=str(repo), PYTHONPATH=str(REPO),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(["bash", str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def tarball(where: Path, runs: Path, log: str) -> None:
+    """lra.tar.gz as gpu_lra.sh leaves it: lra/runs (the machine's whole run tree), lra/logs."""
+    stage = where / "stage"
+    shutil.copytree(runs, stage / "lra" / "runs", ignore=shutil.ignore_patterns("*.pt", "lock"))
+    (stage / "lra" / "logs").mkdir(parents=True)
+    (stage / "lra" / "logs" / "command.txt").write_text(log)
+    with tarfile.open(where / "lra.tar.gz", "w:gz") as tar:
+        tar.add(stage / "lra", arcname="lra")
+    shutil.rmtree(stage)
+
+
+def test_a_two_sweep_call_lands_in_order_with_its_logs_checkpoints_and_report(tmp_path):
+    machine = tmp_path / "machine"
+    first = T.train(C.resolve("listops", "gpt", sets=(*TINY_LISTOPS, f"out={machine}", "device=cpu")),
+                    progress=False)
+    call = tmp_path / "call"
+    (call / "a").mkdir(parents=True)
+    tarball(call / "a", machine, "sweep a")
+    T.train(C.resolve("listops", "wavelet", sets=(*TINY_LISTOPS, f"out={machine}", "device=cpu")), progress=False)
+    (call / "b" / "ckpt").mkdir(parents=True)
+    tarball(call / "b", machine, "sweep b")
+    (call / "b" / "ckpt" / "ckpt.manifest.json").write_text('{"members": [{"path": "x/y/z/checkpoint.pt"}]}')
+    repo = tmp_path / "repo"
+    (repo / "results" / "lra").mkdir(parents=True)
+    out = land(repo, call, "2026-12-03-call1")
+    assert out.returncode == 0, out.stderr
+    runs = sorted(p.parent.name for p in (repo / "results/lra/runs").glob("*/*/*/result.csv"))
+    assert runs == sorted([first.run_dir.name, next((machine / "listops" / "wavelet").iterdir()).name])
+    logs = repo / "results/lra/logs"
+    assert (logs / "2026-12-03-call1a/command.txt").read_text() == "sweep a"
+    assert (logs / "2026-12-03-call1b/command.txt").read_text() == "sweep b"
+    assert (repo / ".ckpt_carry" / "ckpt.manifest.json").is_file() and "1 run(s)" in out.stdout
+    table = pd.read_csv(repo / "results/lra/report/lra_table.csv")
+    assert {"gpt", "wavelet"} <= set(table.Model)
+
+    again = land(repo, call, "2026-12-03-call1")  # the same log name twice: refused before anything is copied
+    assert again.returncode == 2 and "exists already" in again.stderr and len(again.stderr.splitlines()) == 1
+
+
+def test_a_folder_without_a_tarball_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = land(tmp_path / "repo", tmp_path / "empty", "x")
+    assert out.returncode == 2 and "no lra.tar.gz" in out.stderr and len(out.stderr.splitlines()) == 1
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "lra.tar.gz").write_bytes(b"not a tarball")
+    out = land(tmp_path / "repo", tmp_path / "bad", "x")
+    assert out.returncode == 2 and "not a readable tar.gz" in out.stderr and not (tmp_path / "repo").exists()
