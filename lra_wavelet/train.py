@@ -363,6 +363,16 @@ def apply_update(p: Parts) -> None:
     p.sched.step()
 
 
+def grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The global L2 norm of the model's gradients (0-d device tensor, float32; not read here): what the curve
+    records at each log step, as clip_grad_norm_ would measure it, so a spike before a collapse or a divergence
+    is visible in metrics.jsonl. Reads the gradients only: no number changes."""
+    grads = [q.grad for q in model.parameters() if q.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([g.float() for g in torch._foreach_norm(grads)]))
+
+
 def train_step(p: Parts, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """One optimisation step: what the loop runs per step, less its NaN / stop check between the two halves.
     Returns the batch's loss and accuracy (device tensors)."""
@@ -957,6 +967,7 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
                 if nonfinite:
                     diverged = (step, loss.item())
                     break
+            gnorm = grad_norm(p.model) if (step + 1) % t.log_every == 0 or step + 1 == t.max_steps else None
             apply_update(p)
             step += 1
             bar.update(1)
@@ -977,6 +988,9 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
                        "tokens_per_s": tick_tokens / max(dt, 1e-9), "wall_time_s": time.perf_counter() - t0}
                 if task.kind != "lm":
                     rec["accuracy"] = mean_acc
+                if gnorm is not None:  # this step's gradient, before clipping (inf / nan kept as null)
+                    g = float(gnorm)
+                    rec["grad_norm"] = g if math.isfinite(g) else None
                 log_metrics(p, run_dir, rec)
                 last_train = rec
                 shown = {k: f"{v:.3g}" for k, v in rec.items() if k in ("loss", "accuracy", "tokens_per_s")}

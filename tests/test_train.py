@@ -34,6 +34,21 @@ def test_rows_follow_the_schema_and_are_complete(tmp_path):
     assert [r["step"] for r in curve if r["split"] == "val"] == [4, 8, 12]
 
 
+def test_the_curve_records_the_gradient_norm_at_each_log_step(tmp_path):
+    """Every train point of metrics.jsonl carries the step's global gradient norm (before clipping), as
+    clip_grad_norm_ measures it: what shows a spike before a collapse."""
+    import torch
+
+    out = T.train(tiny(tmp_path), progress=False)
+    train = [json.loads(ln) for ln in (out.run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in train if r["split"] == "train"]
+    assert train and all(isinstance(r["grad_norm"], float) and r["grad_norm"] > 0 for r in train)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    model(torch.randn(5, 3)).square().sum().backward()
+    expect = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+    assert float(T.grad_norm(model)) == pytest.approx(float(expect), rel=1e-6)
+
+
 def test_resume_after_a_kill_gives_the_same_final_metrics(tmp_path):
     """A hard exit after step 6 (checkpoint at step 4) in the middle of writing a metrics.jsonl line, the
     folder's curve then replaced by another attempt's (a stale point), then --resume: the checkpoint's own
