@@ -27,6 +27,12 @@
 # (--set train.max_steps=N) must be the same for every model of a task.
 set -u
 OUT=${OUT:-out}; LIMIT=${LIMIT:-540}; GRID=${GRID:-tasks/paper/lra.yaml}; RUNS=${RUNS:-.lra_runs}
+# DEADLINE (epoch seconds, optional): one end for several sweeps of one call, e.g.
+#   export DEADLINE=$(( $(date +%s) + 555 )); CKPT=0 OUT=$OUT/a TASKS=text ... bash scripts/gpu_lra.sh; OUT=$OUT/b TASKS=listops ... bash scripts/gpu_lra.sh
+# each sweep then stops at min(LIMIT, what is left); with under 30 s left it trains nothing (its rows still come back)
+if [ -n "${DEADLINE:-}" ]; then
+  left=$(( DEADLINE - $(date +%s) )); [ "$left" -lt "$LIMIT" ] && LIMIT=$left
+fi
 SEED_RUNS=${SEED_RUNS:-results/lra/runs}
 mkdir -p "$OUT/lra/logs" "$RUNS"
 # the committed run folders the machine lacks (a folder it has is its own, newer, state: never overwritten)
@@ -53,9 +59,13 @@ echo "started: $(date -u +%FT%TZ)" >> "$OUT/lra/logs/command.txt"
 { for d in /usr/share/datasets/fashion-mnist /usr/share/doc/linux-doc-*; do [ -e "$d" ] && echo "$d -> $(readlink -f "$d")"; done
   [ -d .standins ] && find .standins \( -name '*.deb' -o -name '*.whl' \) -type f | sort | xargs -r sha256sum
   python3 -m pip show scattertext 2>/dev/null | grep -E '^(Name|Version|Location):'; } > "$OUT/lra/logs/standins.txt" 2>&1
-PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args[@]}" "$@" \
-  > "$OUT/lra/logs/sweep-$(date -u +%Y%m%dT%H%M%S).log" 2>&1
-rc=$?
+if [ "$LIMIT" -ge 30 ]; then
+  PYTHONUNBUFFERED=1 timeout -s TERM "$LIMIT" python3 -m lra_wavelet sweep "${args[@]}" "$@" \
+    > "$OUT/lra/logs/sweep-$(date -u +%Y%m%dT%H%M%S).log" 2>&1
+  rc=$?
+else
+  echo "not run: $LIMIT s left before DEADLINE" >> "$OUT/lra/logs/command.txt"; rc=0
+fi
 echo "sweep exit $rc$([ $rc = 124 ] && echo " (stopped by LIMIT=$LIMIT s)"); ended: $(date -u +%FT%TZ)" | tee -a "$OUT/lra/logs/command.txt"
 python3 -m lra_wavelet report "$RUNS" --out "$OUT/lra/report" --include-reduced --reach listops=0.30 --reach text=0.70 > /dev/null 2>&1
 [ "${CKPT:-1}" = 0 ] || python3 scripts/carry_checkpoints.py pack "$RUNS" "$OUT/ckpt" --budget-mib "${CKPT_MIB:-44}" \
