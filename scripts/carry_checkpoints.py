@@ -9,7 +9,8 @@ into the run folders on the next machine, so the cell resumes where it stopped:
     python3 scripts/carry_checkpoints.py pack RUNS OUT [--budget-mib 44]   # on the machine, after the sweep
     python3 scripts/carry_checkpoints.py unpack DIR RUNS                  # on the next machine, before it
 
-`pack` takes the `checkpoint.pt` of every run folder whose rows say `partial` (or that has no rows yet), newest
+`pack` takes the `checkpoint.pt` of every run folder the trainer would resume (rows partial, failed or mixed, or
+none yet), newest
 first, while their sum stays within --budget-mib (the next call carries them with the working tree, ~7 MiB,
 and any stand-in, 64 MiB in all: with Text's stand-in, 9 MiB, 44 leaves room. A checkpoint holds the weights and
 Adam's two moments in float32, 12 bytes a parameter: Text ~40 MiB, Retrieval ~13, Image and Pathfinder < 4;
@@ -18,8 +19,10 @@ files of at most 15 MiB (at most 3 parts, so with the rows' tarball and the mani
 returns), and
 writes `ckpt.manifest.json` (each member's path and size, the tar's sha256). `unpack` checks the sha256, then
 places each checkpoint into its run folder only where that folder exists, holds no checkpoint of its own (a
-warm machine's is newer) and is still unfinished (no `ok` or `diverged` rows); anything else is skipped with a
-line. Any failure: one line on stderr, exit 2; nothing already in RUNS is overwritten.
+warm machine's is newer) and is one the trainer would resume (not every row `ok`, nor every row `diverged`:
+train._finished); anything else is skipped with a line. `verify DIR` checks the parts alone (before landing
+them). With nothing to carry, `pack` writes an empty manifest, so the set kept here is replaced, never stale.
+Any failure: one line on stderr, exit 2; nothing already in RUNS is overwritten.
 """
 
 from __future__ import annotations
@@ -43,21 +46,22 @@ def fail(msg: str) -> None:
 
 
 def status(run_dir: Path) -> str | None:
-    """The run's status from its result rows (None: no rows yet)."""
+    """'ok' or 'diverged' where every result row says so (the runs the trainer does not resume: train._finished),
+    'unfinished' where rows say anything else (partial, failed, a mix: the trainer resumes those from their
+    checkpoint), None without rows."""
     rows = run_dir / "result.csv"
     if not rows.is_file():
         return None
     with rows.open(newline="") as f:
         found = {r.get("status") for r in csv.DictReader(f)}
-    for s in ("ok", "diverged", "failed", "partial"):  # the most final status a row gives
-        if s in found:
-            return s
-    return None
+    if found in ({"ok"}, {"diverged"}):
+        return found.pop()
+    return "unfinished" if found else None
 
 
 def unfinished(runs: Path) -> list[Path]:
-    """Checkpoints of run folders (<task>/<model>/<run_id>/) whose rows say partial or that have none, newest first."""
-    found = [c for c in runs.glob("*/*/*/checkpoint.pt") if status(c.parent) in (None, "partial")]
+    """Checkpoints of run folders (<task>/<model>/<run_id>/) the trainer would resume, newest first."""
+    found = [c for c in runs.glob("*/*/*/checkpoint.pt") if status(c.parent) not in ("ok", "diverged")]
     return sorted(found, key=lambda c: c.stat().st_mtime, reverse=True)
 
 
@@ -75,7 +79,10 @@ def pack(runs: Path, out: Path, budget: int) -> list[str]:
     for c in left:
         print(f"left out (over the {budget / 2**20:.0f} MiB budget): {c.relative_to(runs)} "
               f"({c.stat().st_size / 2**20:.1f} MiB): that cell starts again from step 0")
-    if not chosen:
+    out.mkdir(parents=True, exist_ok=True)
+    if not chosen:  # an empty set still says so: the last call's set here is then replaced, not kept
+        (out / MANIFEST).write_text(json.dumps({"sha256": hashlib.sha256(b"").hexdigest(), "parts": [],
+                                                "members": []}, indent=1) + "\n")
         print("no checkpoint to carry")
         return []
     buf = io.BytesIO()
@@ -83,7 +90,6 @@ def pack(runs: Path, out: Path, budget: int) -> list[str]:
         for c in chosen:
             tar.add(c, arcname=str(c.relative_to(runs)))
     data = buf.getvalue()
-    out.mkdir(parents=True, exist_ok=True)
     parts = []
     for i in range(0, len(data), PART_BYTES):
         name = f"ckpt.tar.part{i // PART_BYTES:02d}"
@@ -97,19 +103,30 @@ def pack(runs: Path, out: Path, budget: int) -> list[str]:
     return parts
 
 
-def unpack(src: Path, runs: Path) -> list[str]:
+def verify(src: Path) -> bytes:
+    """The packed tar of `src`'s parts, checked against its manifest (fails in one line where a part is missing
+    or differs)."""
     man = src / MANIFEST
-    if not man.is_file():
-        print(f"no {MANIFEST} in {src}: nothing to unpack")
-        return []
     try:
         manifest = json.loads(man.read_text())
         data = b"".join((src / p).read_bytes() for p in manifest["parts"])
+        expected = manifest["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         fail(f"{man}: unreadable or a part is missing ({e})")
-    if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+    if hashlib.sha256(data).hexdigest() != expected:
         fail(f"{src}: the parts do not add up to the packed checkpoints (sha256 differs): copy every "
              f"ckpt.tar.partNN of one call")
+    return data
+
+
+def unpack(src: Path, runs: Path) -> list[str]:
+    if not (src / MANIFEST).is_file():
+        print(f"no {MANIFEST} in {src}: nothing to unpack")
+        return []
+    data = verify(src)
+    if not data:
+        print("the carried set is empty: nothing to unpack")
+        return []
     placed = []
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
         for member in tar.getmembers():
@@ -118,7 +135,7 @@ def unpack(src: Path, runs: Path) -> list[str]:
                 d = runs / rel.parent
                 why = ("its run folder is not here" if not d.is_dir() else
                        "the folder holds a checkpoint of its own" if (d / rel.name).exists() else
-                       f"the run is {status(d)} here" if status(d) not in (None, "partial") else "")
+                       f"the run is {status(d)} here" if status(d) in ("ok", "diverged") else "")
                 if why:
                     print(f"skipped {rel}: {why}")
                     continue
@@ -142,9 +159,14 @@ def main(argv=None) -> int:
     u = sub.add_parser("unpack")
     u.add_argument("src", type=Path)
     u.add_argument("runs", type=Path)
+    v = sub.add_parser("verify")
+    v.add_argument("src", type=Path)
     a = ap.parse_args(argv)
     if a.cmd == "pack":
         pack(a.runs, a.out, int(a.budget_mib * 2**20))
+    elif a.cmd == "verify":
+        n = len(json.loads((a.src / MANIFEST).read_text())["members"]) if verify(a.src) is not None else 0
+        print(f"{a.src}: {n} checkpoint(s), every part present")
     else:
         unpack(a.src, a.runs)
     return 0

@@ -16,9 +16,10 @@ set -eu
 die() { echo "land_lra_call: $*" >&2; exit 2; }
 [ $# = 2 ] || die "usage: land_lra_call.sh FILES_AT LOG_NAME"
 src=$1 name=$2
-REPO=${REPO:-$(cd "$(dirname "$0")/.." && pwd)}
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=${REPO:-$(cd "$HERE/.." && pwd)}
 [ -d "$src" ] || die "$src: no such folder (expected the call's files: lra.tar.gz, or a/lra.tar.gz, b/...)"
-mapfile -t tars < <(find "$src" -maxdepth 2 -name lra.tar.gz | sort)
+mapfile -t tars < <(find "$src" -maxdepth 2 -name lra.tar.gz | sort -V)
 [ ${#tars[@]} -gt 0 ] || die "$src: no lra.tar.gz in it or in a folder below it"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -33,14 +34,17 @@ for i in "${!tars[@]}"; do
   [ -e "$dest" ] && die "$dest exists already: pick another LOG_NAME"
   logs_to+=("$dest")
 done
+ckpt=$(find "$src" -maxdepth 3 -path '*ckpt/ckpt.manifest.json' | sort -V | tail -1)
+if [ -n "$ckpt" ] && ! why=$(python3 "$HERE/carry_checkpoints.py" verify "$(dirname "$ckpt")" 2>&1 >/dev/null); then
+  die "${why#carry_checkpoints: } (to land the rows without them, move $(dirname "$ckpt") aside)"
+fi
 for i in "${!tars[@]}"; do
   mkdir -p "$REPO/results/lra/runs" "${logs_to[$i]}"
   cp -r "$work/$i/lra/runs/." "$REPO/results/lra/runs/"
   cp -r "$work/$i/lra/logs/." "${logs_to[$i]}/"
   echo "landed ${tars[$i]} -> results/lra/runs, ${logs_to[$i]#"$REPO"/}"
 done
-ckpt=$(find "$src" -maxdepth 3 -path '*ckpt/ckpt.manifest.json' | sort | tail -1)
-if [ -n "$ckpt" ]; then
+if [ -n "$ckpt" ]; then  # the call's set (possibly empty) replaces the last one: never a stale set
   rm -rf "$REPO/.ckpt_carry" && cp -r "$(dirname "$ckpt")" "$REPO/.ckpt_carry"
   echo "checkpoints of unfinished cells -> .ckpt_carry/ (carry it with the next call): $(grep -c '"path"' "$ckpt") run(s)"
 fi

@@ -57,13 +57,15 @@ def test_pack_takes_unfinished_runs_within_the_budget_in_parts_and_unpack_replac
     folder(runs, "partial-a", "partial", 20 * 2**20)
     folder(runs, "no-rows-b", None, 6 * 2**20)
     folder(runs, "done-c", "ok", 2**20)  # finished: its checkpoint is not needed
+    failed = folder(runs, "failed-e", "failed", 2**20)  # failed after a resume: the trainer resumes it again
     folder(runs, "too-big-d", "partial", 30 * 2**20)
-    parts = cc.pack(runs, out, budget=27 * 2**20)
+    parts = cc.pack(runs, out, budget=28 * 2**20)
     said = capsys.readouterr().out
     assert "left out" in said and "too-big-d" in said and "done-c" not in said
     assert len(parts) == 2 and all((out / p).stat().st_size <= cc.PART_BYTES for p in parts)
     members = {Path(m["path"]).parent.name for m in json.loads((out / cc.MANIFEST).read_text())["members"]}
-    assert members == {"partial-a", "no-rows-b"}
+    assert members == {"partial-a", "no-rows-b", "failed-e"}
+    assert cc.status(failed) == "unfinished" and cc.status(runs / "text/gpt/done-c") == "ok"
 
     folder(dest, "partial-a", "partial")  # unfinished here: takes the checkpoint
     own = folder(dest, "no-rows-b", None, 512)  # a warm machine's own (newer) checkpoint: kept
@@ -75,6 +77,10 @@ def test_pack_takes_unfinished_runs_within_the_budget_in_parts_and_unpack_replac
     finished = tmp_path / "finished"
     folder(finished, "partial-a", "ok")  # finished meanwhile (another session): nothing placed
     assert cc.unpack(out, finished) == [] and not (finished / "text/gpt/partial-a/checkpoint.pt").exists()
+
+    empty = tmp_path / "empty-call"  # nothing unfinished: an empty set, which replaces the last one kept
+    assert cc.pack(finished, empty, budget=2**30) == [] and cc.unpack(empty, dest) == []
+    assert json.loads((empty / cc.MANIFEST).read_text())["members"] == []
 
 
 def test_parts_that_do_not_add_up_are_refused_in_one_line(tmp_path, capsys):

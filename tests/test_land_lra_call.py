@@ -45,9 +45,13 @@ def test_a_two_sweep_call_lands_in_order_with_its_logs_checkpoints_and_report(tm
     (call / "a").mkdir(parents=True)
     tarball(call / "a", machine, "sweep a")
     T.train(C.resolve("listops", "wavelet", sets=(*TINY_LISTOPS, f"out={machine}", "device=cpu")), progress=False)
-    (call / "b" / "ckpt").mkdir(parents=True)
+    (call / "b").mkdir(parents=True)
     tarball(call / "b", machine, "sweep b")
-    (call / "b" / "ckpt" / "ckpt.manifest.json").write_text('{"members": [{"path": "x/y/z/checkpoint.pt"}]}')
+    stopped = machine / "text" / "gpt" / "text-gpt-s0-0123456789"  # an unfinished cell's checkpoint, packed
+    stopped.mkdir(parents=True)
+    (stopped / "checkpoint.pt").write_bytes(b"weights")
+    pack = [sys.executable, str(REPO / "scripts" / "carry_checkpoints.py"), "pack", str(machine), str(call / "b" / "ckpt")]
+    subprocess.run(pack, check=True, capture_output=True)
     repo = tmp_path / "repo"
     (repo / "results" / "lra").mkdir(parents=True)
     out = land(repo, call, "2026-12-03-call1")
@@ -63,6 +67,10 @@ def test_a_two_sweep_call_lands_in_order_with_its_logs_checkpoints_and_report(tm
 
     again = land(repo, call, "2026-12-03-call1")  # the same log name twice: refused before anything is copied
     assert again.returncode == 2 and "exists already" in again.stderr and len(again.stderr.splitlines()) == 1
+    next(iter((call / "b" / "ckpt").glob("ckpt.tar.part*"))).unlink()  # a part that did not come back
+    torn = land(repo, call, "2026-12-03-call2")
+    assert torn.returncode == 2 and "a part is missing" in torn.stderr and len(torn.stderr.splitlines()) == 1
+    assert not (logs / "2026-12-03-call2a").exists()  # nothing landed
 
 
 def test_a_folder_without_a_tarball_is_one_line_and_exit_2(tmp_path):
