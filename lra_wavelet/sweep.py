@@ -495,10 +495,13 @@ def dry_run(cells: list[Cell]) -> int:
     for c, st in zip(cells, states):
         note = ""
         if st != "done" and not st.startswith("diverged"):
-            times = earlier_seconds(rebuild(c.cfg))
-            if times:
-                estimate += statistics.median(times)
-                note = f"  (~{statistics.median(times) / 60:.1f} min: {len(times)} earlier seed(s))"
+            cfg = rebuild(c.cfg)
+            times = earlier_seconds(cfg)
+            if times:  # a resumed cell has only its remaining steps to go
+                at = int(st.split()[-1]) if st.startswith("resume at step ") else 0
+                secs = statistics.median(times) * max(0.0, 1 - at / max(cfg.train.max_steps, 1))
+                estimate += secs
+                note = f"  (~{secs / 60:.1f} min: {len(times)} earlier seed(s))"
             else:
                 unknown += 1
         print(f"{c.label:<{width}}  {st}{note}")

@@ -125,11 +125,11 @@ def test_dry_run_lists_what_each_cell_would_do_and_trains_nothing(tmp_path, caps
     # a cell to run shows the wall time of the finished seeds of its configuration (gpt seed 0: 90 s); wavelet's
     # finished run is another configuration (2 steps): no estimate
     assert {a.strip(): b.strip() for a, b in (ln.split("  ", 1) for ln in out[:-1])} == {
-        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 3  (~1.5 min: 1 earlier seed(s))",
+        "listops × gpt × seed 0": "done", "listops × gpt × seed 1": "resume at step 3  (~0.4 min: 1 earlier seed(s))",
         "listops × gpt × seed 2": "run  (~1.5 min: 1 earlier seed(s))",
         "listops × wavelet × seed 0": f"continue {shorter.name}", "listops × wavelet × seed 1": "run",
         "listops × wavelet × seed 2": "diverged before (kept)"}
-    assert out[-1] == ("sweep --dry-run: 6 cells: 1 done, 1 diverged, 4 to run; ~3 min for 2 of them at earlier "
+    assert out[-1] == ("sweep --dry-run: 6 cells: 1 done, 1 diverged, 4 to run; ~2 min for 2 of them at earlier "
                        "seeds' wall time, 2 without an earlier seed")
     assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()) == before
 
