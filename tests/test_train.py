@@ -174,29 +174,6 @@ def test_trimming_padding_is_exact(model):
     torch.testing.assert_close(bucket, full, rtol=1e-5, atol=1e-5)
 
 
-def test_two_processes_with_gloo_match_one(tmp_path):
-    """torchrun --nproc_per_node=2 (gloo, CPU): same global batches, so the same numbers; rank 0 writes.
-    The two ranks read their metrics lazily (agreeing at log steps) and prefetch: still the same numbers."""
-    import os
-    import subprocess
-    import sys
-
-    single = T.train(tiny(tmp_path / "one"), progress=False)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "lra_wavelet", "run", "--task", "listops", "--model", "wavelet", "--device", "cpu",
-           "--out", str(tmp_path / "two"), "--no-progress"] + [a for s in TINY_LISTOPS for a in ("--set", s)] + [
-           "--set", "train.lazy_metrics=true", "--set", "train.prefetch=1"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = list((tmp_path / "two").rglob("result.csv"))
-    assert len(results) == 1
-    a, b = rows(single.run_dir), pd.read_csv(results[0])
-    acc = lambda d: d[(d.split == "test") & (d.metric == "accuracy")].value.item()
-    loss = lambda d: d[(d.split == "test") & (d.metric == "loss")].value.item()
-    assert acc(a) == acc(b) and loss(a) == pytest.approx(loss(b), rel=1e-4)
-
-
 @pytest.mark.parametrize("model,sets,marked", [("wavelet-learnable", (), "taps"),
                                                ("wavspa", ("model.wavelet=ortho",), "angles")])
 def test_wavelet_filters_get_no_weight_decay(model, sets, marked):
