@@ -36,10 +36,12 @@ def model_colour(model: str):
 
 
 def _pyplot():
-    """pyplot on the file-only Agg backend (figures are written, never shown)."""
+    """pyplot on the file-only Agg backend (figures are written, never shown), except inside a notebook, whose
+    inline backend is kept (a notebook drawing with these functions shows their figures)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "inline" not in str(matplotlib.get_backend()).lower():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -28,6 +28,6 @@ def test_the_analysis_notebook_is_stored_clean_and_redraws_the_committed_results
     assert "| transformer | reference |" in markdown  # the committed LRA rows (results/lra/runs) as report's table
     assert "lra_table.csv: identical" in text and "lra_speed.csv: identical" in text
     assert "lra_compare.csv: identical" in text and "lra_reach.csv: identical" in text
-    assert figures == 4  # the curves of the three corpora, the LRA chart, the decoders' init test, the op benchmark
+    assert figures == 5  # the three corpora's curves, the LRA chart, the LRA curves, the init test, the op benchmark
     plain = "".join(o.get("data", {}).get("text/plain", "") for o in outputs)
     assert "gpt, init lra, pos sinusoidal" in plain and "gpt, init gpt, pos sinusoidal" in plain
