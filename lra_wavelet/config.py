@@ -384,10 +384,30 @@ def task_yaml_path(task: str) -> Optional[Path]:
     return path
 
 
+def load_task_spec(path: Path) -> dict:
+    """A task YAML as a dict, with the file its `base:` key names (beside it in tasks/) merged under it: settings
+    several task YAMLs share (the LRA tasks' conventions and their gpt-init preset) stand in one file; the task's
+    own keys win."""
+    spec = load_yaml(path)
+    base = spec.pop("base", None)
+    if base is None:
+        return spec
+    base_path = path.parent / str(base)
+    if not base_path.is_file():
+        raise UserError(f"tasks/{path.name}: base '{base}' not found (expected a file beside it in tasks/)")
+    shared = load_yaml(base_path)
+    extra = set(shared) - set(TOP_KEYS) - {"models", "presets"}
+    if extra:
+        raise UserError(f"tasks/{base_path.name}: unknown key '{sorted(extra)[0]}' (a base holds config sections, "
+                        "models and presets)")
+    return deep_merge(shared, spec)
+
+
 def task_yaml(task: str) -> dict:
-    """The YAML of `task_yaml_path` as a dict ({} for a task without one: dataclass defaults only)."""
+    """The YAML of `task_yaml_path` as a dict, its base merged in ({} for a task without one: dataclass defaults
+    only)."""
     path = task_yaml_path(task)
-    return load_yaml(path) if path else {}
+    return load_task_spec(path) if path else {}
 
 
 def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Optional[str] = None,
@@ -416,7 +436,7 @@ def resolve(task: Optional[str] = None, model: Optional[str] = None, preset: Opt
     task_cls, model_cls = TASKS.get(task), MODELS.get(model)
 
     spec_path = task_yaml_path(task)
-    spec, where = (load_yaml(spec_path), f"tasks/{spec_path.name}") if spec_path else ({}, f"tasks/{task}.yaml")
+    spec, where = (load_task_spec(spec_path), f"tasks/{spec_path.name}") if spec_path else ({}, f"tasks/{task}.yaml")
     extra = set(spec) - set(TOP_KEYS) - {"models", "presets"}
     if extra:
         k = sorted(extra)[0]

@@ -32,6 +32,25 @@ def test_merge_order(tmp_path, monkeypatch):
     assert C.resolve("listops", "transformer").train.batch_size == 7
 
 
+def test_a_task_yaml_base_is_merged_under_it_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    """`base: FILE` (beside it in tasks/): its sections and presets are merged under the task's own, which win."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "_shared.yaml").write_text(yaml.safe_dump({
+        "model": {"init": "lra", "norm_eps": 1.0e-6}, "presets": {"gpt-init": {"model": {"init": "gpt"}}}}))
+    (tasks / "listops.yaml").write_text(yaml.safe_dump({"base": "_shared.yaml", "model": {"norm_eps": 1.0e-4},
+                                                        "presets": {"quick": {"train": {"max_steps": 3}}}}))
+    monkeypatch.setattr(C, "TASK_DIR", tasks)
+    cfg = C.resolve("listops", "gpt")
+    assert (cfg.model.init, cfg.model.norm_eps) == ("lra", 1.0e-4)  # the base's key, the task's own over it
+    assert C.resolve("listops", "gpt", "gpt-init").model.init == "gpt"  # the base's preset
+    assert C.resolve("listops", "gpt", "quick").train.max_steps == 3 and sorted(C.task_yaml("listops")["presets"]) == [
+        "gpt-init", "quick"]
+    (tasks / "listops.yaml").write_text(yaml.safe_dump({"base": "_gone.yaml"}))
+    with pytest.raises(UserError, match="tasks/listops.yaml: base '_gone.yaml' not found"):
+        C.resolve("listops", "gpt")
+
+
 @pytest.mark.parametrize("sets,match", [
     (("train.lrr=0.1",), "unknown key 'train.lrr' \\(did you mean 'train.lr'\\?\\)"),
     (("model.d_modle=8",), "did you mean 'model.d_model'"),
