@@ -109,6 +109,14 @@ def write_json(path: Path, obj) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
+def ended(statuses) -> str | None:
+    """'ok' or 'diverged' when every row of a run says so: a run that ended, which a sweep skips and nothing
+    resumes; None for anything else (no rows, partial, failed, a mix), which the trainer resumes from its
+    checkpoint or starts again."""
+    found = set(statuses)
+    return found.pop() if found in ({"ok"}, {"diverged"}) else None
+
+
 def find_result_files(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):

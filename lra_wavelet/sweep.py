@@ -464,7 +464,7 @@ def earlier_seconds(cfg) -> list[float]:
 
     import yaml
 
-    from . import report
+    from . import report, results
     from . import train as T
 
     run_dir = T.run_paths(cfg)[1]
@@ -475,11 +475,11 @@ def earlier_seconds(cfg) -> list[float]:
         try:
             other = yaml.safe_load((rows.parent / "config.yaml").read_text())
             with rows.open(newline="") as f:
-                ok = [float(r["wall_time_s"]) for r in csv.DictReader(f) if r.get("status") == "ok"]
-        except (OSError, ValueError, KeyError, yaml.YAMLError):
+                found = list(csv.DictReader(f))
+            if results.ended(r.get("status") for r in found) == "ok" and report.config_id(other) == mine:
+                times.append(max(float(r["wall_time_s"]) for r in found))
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             continue  # an unreadable folder gives no estimate; the sweep itself reports it
-        if ok and report.config_id(other) == mine:
-            times.append(max(ok))
     return times
 
 
@@ -489,13 +489,13 @@ def dry_run(cells: list[Cell]) -> int:
     and the estimated total; no data is touched."""
     import statistics
 
-    states = [cell_state(rebuild(c.cfg)) for c in cells]
+    cfgs = [rebuild(c.cfg) for c in cells]
+    states = [cell_state(cfg) for cfg in cfgs]
     width = max(len(c.label) for c in cells)
     estimate, unknown = 0.0, 0
-    for c, st in zip(cells, states):
+    for c, cfg, st in zip(cells, cfgs, states):
         note = ""
         if st != "done" and not st.startswith("diverged"):
-            cfg = rebuild(c.cfg)
             times = earlier_seconds(cfg)
             if times:  # a resumed cell has only its remaining steps to go
                 at = int(st.split()[-1]) if st.startswith("resume at step ") else 0

@@ -782,18 +782,17 @@ def _finished(run_dir: Path, log) -> Optional[Outcome]:
     """The outcome of a run that ended before (ok or diverged), or None: those are not run again without --force."""
     path = run_dir / "result.csv"
     prev = results.load([path]) if path.is_file() else None
-    if prev is None or not len(prev):
+    status = results.ended(prev["status"]) if prev is not None and len(prev) else None
+    if status is None:
         return None
-    if (prev["status"] == "ok").all():
+    if status == "ok":
         log(f"already done: {run_dir} (same config and seed; pass --force to run again)")
         return Outcome(run_dir, "ok", _metrics_from_rows(prev), skipped=True)
-    if (prev["status"] == "diverged").all():
-        train_rows = prev[prev["split"] == "train"]
-        at = int(train_rows["step"].iloc[0]) if len(train_rows) else int(prev["step"].max())
-        log(f"diverged before: {run_dir} (non-finite loss at step {at}); not resumed, since its checkpoint would "
-            "diverge again; change the config (e.g. a lower train.lr) or pass --force to run it again from step 0")
-        return Outcome(run_dir, "diverged", _metrics_from_rows(prev), skipped=True)
-    return None
+    train_rows = prev[prev["split"] == "train"]  # diverged
+    at = int(train_rows["step"].iloc[0]) if len(train_rows) else int(prev["step"].max())
+    log(f"diverged before: {run_dir} (non-finite loss at step {at}); not resumed, since its checkpoint would "
+        "diverge again; change the config (e.g. a lower train.lr) or pass --force to run it again from step 0")
+    return Outcome(run_dir, "diverged", _metrics_from_rows(prev), skipped=True)
 
 
 def _siblings(cfg: RunConfig, run_dir: Path) -> list[Path]:
