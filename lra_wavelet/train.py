@@ -355,18 +355,22 @@ def forward_backward(p: Parts, batch: dict) -> tuple[torch.Tensor, Optional[torc
     return mean(losses), (mean(correct) if correct else None)
 
 
-def apply_update(p: Parts) -> None:
-    """Gradient clipping, AdamW, the schedule's next learning rate."""
+def apply_update(p: Parts) -> Optional[torch.Tensor]:
+    """Gradient clipping, AdamW, the schedule's next learning rate. Returns the gradients' global norm before
+    clipping where it clipped (0-d device tensor, not read), else None."""
+    norm = None
     if p.cfg.train.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(p.model.parameters(), p.cfg.train.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(p.model.parameters(), p.cfg.train.grad_clip)
     p.opt.step()
     p.sched.step()
+    return norm
 
 
 def grad_norm(model: torch.nn.Module) -> torch.Tensor:
-    """The global L2 norm of the model's gradients (0-d device tensor, float32; not read here): what the curve
-    records at each log step, as clip_grad_norm_ would measure it, so a spike before a collapse or a divergence
-    is visible in metrics.jsonl. Reads the gradients only: no number changes."""
+    """The global L2 norm of the model's gradients (0-d device tensor, float32; not read here), as clip_grad_norm_
+    measures it: what the curve records at each log step when no clipping measured it already, so a spike
+    before a collapse or a divergence is visible in metrics.jsonl. Reads the gradients only (the optimiser step
+    leaves them as they were): no number changes."""
     grads = [q.grad for q in model.parameters() if q.grad is not None]
     if not grads:
         return torch.zeros(())
@@ -966,8 +970,7 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
                 if nonfinite:
                     diverged = (step, loss.item())
                     break
-            gnorm = grad_norm(p.model) if (step + 1) % t.log_every == 0 or step + 1 == t.max_steps else None
-            apply_update(p)
+            clipped = apply_update(p)
             step += 1
             bar.update(1)
             meter.add(loss, acc)
@@ -987,9 +990,8 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
                        "tokens_per_s": tick_tokens / max(dt, 1e-9), "wall_time_s": time.perf_counter() - t0}
                 if task.kind != "lm":
                     rec["accuracy"] = mean_acc
-                if gnorm is not None:  # this step's gradient, before clipping (inf / nan kept as null)
-                    g = float(gnorm)
-                    rec["grad_norm"] = g if math.isfinite(g) else None
+                g = float(clipped if clipped is not None else grad_norm(p.model))  # this step's, before clipping
+                rec["grad_norm"] = g if math.isfinite(g) else None  # inf / nan kept as null
                 log_metrics(p, run_dir, rec)
                 last_train = rec
                 shown = {k: f"{v:.3g}" for k, v in rec.items() if k in ("loss", "accuracy", "tokens_per_s")}

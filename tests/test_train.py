@@ -43,6 +43,9 @@ def test_the_curve_records_the_gradient_norm_at_each_log_step(tmp_path):
     train = [json.loads(ln) for ln in (out.run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in train if r["split"] == "train"]
     assert train and all(isinstance(r["grad_norm"], float) and r["grad_norm"] > 0 for r in train)
+    clipped = T.train(tiny(tmp_path / "clip", "wavelet", "train.grad_clip=1e-4"), progress=False)  # clip's own norm
+    points = [json.loads(ln) for ln in (clipped.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["grad_norm"] > 1e-4 for r in points if r["split"] == "train")  # before clipping, not after
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     model(torch.randn(5, 3)).square().sum().backward()
     expect = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
