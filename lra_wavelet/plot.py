@@ -26,10 +26,18 @@ def _palette() -> list:
     return sns.color_palette("tab10") + sns.color_palette("Dark2")
 
 
+KNOWN_MODELS = list(dict.fromkeys(LRA_MODELS + PRETRAIN_VARIANTS))  # the tables' order; each a fixed colour
+
+
+def model_order(models) -> list[str]:
+    """`models` in the tables' order (KNOWN_MODELS), any other after them by name: every figure's hue order."""
+    models = set(models)
+    return [m for m in KNOWN_MODELS if m in models] + sorted(models - set(KNOWN_MODELS))
+
+
 def model_colour(model: str):
     """The model's colour: fixed for the known models, from a hash of the name for any other."""
-    known = list(dict.fromkeys(LRA_MODELS + PRETRAIN_VARIANTS))
-    pal = _palette()
+    pal, known = _palette(), KNOWN_MODELS
     if model in known:
         return pal[known.index(model)]
     return pal[len(known) + int(hashlib.sha256(model.encode()).hexdigest(), 16) % (len(pal) - len(known))]
@@ -115,10 +123,7 @@ def curve_figure(task: str, g, labels: dict | None = None):
     split_configs = bool((g.groupby("model").configuration.nunique() > 1).any())
     sparse = g.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
     fig, ax = plt.subplots(figsize=(6, 4))
-    models = set(g.model)
-    order = [m for m in list(dict.fromkeys(LRA_MODELS + PRETRAIN_VARIANTS)) if m in models] + sorted(
-        models - set(LRA_MODELS) - set(PRETRAIN_VARIANTS))
-    sns.lineplot(data=g, x="step", y=metric, hue="model", hue_order=order,
+    sns.lineplot(data=g, x="step", y=metric, hue="model", hue_order=model_order(g.model),
                  style="configuration" if split_configs else None,
                  palette={m: model_colour(m) for m in g.model.unique()}, errorbar="sd",
                  marker="o" if sparse else None, ax=ax)
@@ -190,10 +195,9 @@ def lra_curves(curves, runs):
     for ax, task in zip(axes[0], tasks):
         d = g[g.task == task]
         models = set(d.model)
-        order = [m for m in LRA_MODELS if m in models] + sorted(models - set(LRA_MODELS))
         only_reference = set(d.configuration) == {"reference"}
         sparse = d.groupby("run_id").step.nunique().max() <= MARKERS_UP_TO
-        sns.lineplot(data=d, x="step", y="accuracy", hue="model", hue_order=order,
+        sns.lineplot(data=d, x="step", y="accuracy", hue="model", hue_order=model_order(models),
                      style=None if only_reference else "configuration", palette={m: model_colour(m) for m in models},
                      estimator="mean", errorbar=("pi", 100), marker="o" if sparse else None, ax=ax)
         chance = _chance(task) * 100
