@@ -17,7 +17,7 @@
 # and logs go to $OUT/lra.tar.gz without checkpoints, ready to be unpacked into results/lra/ and committed with
 # this command line.
 # The checkpoints of cells left unfinished come back beside it where they are small enough (all but ListOps',
-# ~102 MiB; at most CKPT_MIB, 44 MiB, in all): $OUT/ckpt/ckpt.tar.partNN + ckpt.manifest.json
+# 102.5 MiB; at most CKPT_MIB, 44 MiB, in all): $OUT/ckpt/ckpt.tar.partNN + ckpt.manifest.json
 # (scripts/carry_checkpoints.py). CKPT=0 skips them, e.g. in the first of two sweeps of one call, whose second
 # packs the same folders again (a call returns 64 MiB at most). Copied here into .ckpt_carry/ (git-ignored, each
 # call's set replacing the last) and carried with the next session's first call (carry: [".ckpt_carry", ...]),
