@@ -7,7 +7,8 @@
 #
 # FILES_AT: the folder the call's files came back to. It holds lra.tar.gz (and ckpt/), or one folder per sweep
 # of the call (a/, b/, ... each with its lra.tar.gz), taken in name order. Each tarball's runs/ is the machine's
-# whole run tree at its end, so they are copied in order (the last is the newest state of every folder); its
+# whole run tree at its end, so they are copied in order (the last is the newest state of every folder), a folder
+# never over one here that is further along (scripts/land_runs.py: a cold machine's seeded, older copy); its
 # logs/ go to results/lra/logs/LOG_NAME/ (LOG_NAME<sub>/ for a sub-folder: 2026-12-03-call3a). The last ckpt/
 # with a manifest replaces .ckpt_carry/ (git-ignored; carry it with the next session's first call). A missing or
 # unreadable tarball, or a log folder that exists already: one line, exit 2, nothing copied.
@@ -40,7 +41,7 @@ if [ -n "$ckpt" ] && ! why=$(python3 "$HERE/carry_checkpoints.py" verify "$(dirn
 fi
 for i in "${!tars[@]}"; do
   mkdir -p "$REPO/results/lra/runs" "${logs_to[$i]}"
-  cp -r "$work/$i/lra/runs/." "$REPO/results/lra/runs/"
+  python3 "$HERE/land_runs.py" "$work/$i/lra/runs" "$REPO/results/lra/runs"  # never over a folder further along
   cp -r "$work/$i/lra/logs/." "${logs_to[$i]}/"
   echo "landed ${tars[$i]} -> results/lra/runs, ${logs_to[$i]#"$REPO"/}"
 done

@@ -81,3 +81,29 @@ def test_a_folder_without_a_tarball_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "bad" / "lra.tar.gz").write_bytes(b"not a tarball")
     out = land(tmp_path / "repo", tmp_path / "bad", "x")
     assert out.returncode == 2 and "not a readable tar.gz" in out.stderr and not (tmp_path / "repo").exists()
+
+
+def test_a_cold_machines_older_copy_of_a_folder_never_replaces_the_finished_one_here(tmp_path):
+    machine = tmp_path / "machine"
+    run = T.train(C.resolve("listops", "gpt", sets=(*TINY_LISTOPS, f"out={machine}", "device=cpu")), progress=False)
+    repo = tmp_path / "repo"
+    (repo / "results" / "lra").mkdir(parents=True)
+    (tmp_path / "call1").mkdir()
+    tarball(tmp_path / "call1", machine, "call 1")
+    assert land(repo, tmp_path / "call1", "c1").returncode == 0
+    finished = (repo / "results/lra/runs" / run.run_dir.relative_to(machine) / "result.csv").read_text()
+
+    # the next call's machine started cold, seeded from rows committed before call 1 landed: that folder is
+    # the older, partial state; the call also ran a new cell
+    cold = tmp_path / "cold"
+    shutil.copytree(machine, cold)
+    rows = pd.read_csv(cold / run.run_dir.relative_to(machine) / "result.csv")
+    rows.assign(status="partial", step=1).to_csv(cold / run.run_dir.relative_to(machine) / "result.csv", index=False)
+    T.train(C.resolve("listops", "wavelet", sets=(*TINY_LISTOPS, f"out={cold}", "device=cpu")), progress=False)
+    (tmp_path / "call2").mkdir()
+    tarball(tmp_path / "call2", cold, "call 2")
+    out = land(repo, tmp_path / "call2", "c2")
+    assert out.returncode == 0, out.stderr
+    assert (repo / "results/lra/runs" / run.run_dir.relative_to(machine) / "result.csv").read_text() == finished
+    assert f"kept {run.run_dir.relative_to(machine)}: here ended" in out.stdout
+    assert len(list((repo / "results/lra/runs/listops/wavelet").glob("*/result.csv"))) == 1  # the new cell landed
