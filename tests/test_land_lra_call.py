@@ -83,27 +83,31 @@ def test_a_folder_without_a_tarball_is_one_line_and_exit_2(tmp_path):
     assert out.returncode == 2 and "not a readable tar.gz" in out.stderr and not (tmp_path / "repo").exists()
 
 
-def test_a_cold_machines_older_copy_of_a_folder_never_replaces_the_finished_one_here(tmp_path):
-    machine = tmp_path / "machine"
-    run = T.train(C.resolve("listops", "gpt", sets=(*TINY_LISTOPS, f"out={machine}", "device=cpu")), progress=False)
-    repo = tmp_path / "repo"
-    (repo / "results" / "lra").mkdir(parents=True)
-    (tmp_path / "call1").mkdir()
-    tarball(tmp_path / "call1", machine, "call 1")
-    assert land(repo, tmp_path / "call1", "c1").returncode == 0
-    finished = (repo / "results/lra/runs" / run.run_dir.relative_to(machine) / "result.csv").read_text()
 
-    # the next call's machine started cold, seeded from rows committed before call 1 landed: that folder is
-    # the older, partial state; the call also ran a new cell
-    cold = tmp_path / "cold"
-    shutil.copytree(machine, cold)
-    rows = pd.read_csv(cold / run.run_dir.relative_to(machine) / "result.csv")
-    rows.assign(status="partial", step=1).to_csv(cold / run.run_dir.relative_to(machine) / "result.csv", index=False)
-    T.train(C.resolve("listops", "wavelet", sets=(*TINY_LISTOPS, f"out={cold}", "device=cpu")), progress=False)
-    (tmp_path / "call2").mkdir()
-    tarball(tmp_path / "call2", cold, "call 2")
-    out = land(repo, tmp_path / "call2", "c2")
+def rows(run: Path, status: str, step: int) -> None:
+    """A run folder with the tidy rows the trainer writes (the fields land_runs.py reads)."""
+    run.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"run_id": run.name, "split": ["val", "test"], "metric": "accuracy", "value": 0.3,
+                  "step": step, "status": status}).to_csv(run / "result.csv", index=False)
+
+
+def test_a_cold_machines_older_copy_of_a_folder_never_replaces_the_one_here_that_is_further_along(tmp_path):
+    here, call = tmp_path / "repo_runs", tmp_path / "call_runs"
+    done, both_partial, new = "listops/gpt/listops-gpt-s1-aaaa", "text/gpt/text-gpt-s1-bbbb", "listops/wavelet/w-s2"
+    rows(here / done, "ok", 5000)  # landed from the last call
+    rows(call / done, "partial", 710)  # the cold machine's seeded, committed-before-landing state
+    rows(here / both_partial, "partial", 300)
+    rows(call / both_partial, "partial", 900)  # further along in the call: it wins
+    rows(call / new, "ok", 5000)
+    (call / done / "metrics.jsonl").write_text('{"step": 710}\n')
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "land_runs.py"), str(call), str(here)],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert (repo / "results/lra/runs" / run.run_dir.relative_to(machine) / "result.csv").read_text() == finished
-    assert f"kept {run.run_dir.relative_to(machine)}: here ended" in out.stdout
-    assert len(list((repo / "results/lra/runs/listops/wavelet").glob("*/result.csv"))) == 1  # the new cell landed
+    assert pd.read_csv(here / done / "result.csv").status.tolist() == ["ok", "ok"]
+    assert not (here / done / "metrics.jsonl").exists()  # nothing of the older copy mixed in
+    assert out.stdout.strip() == f"kept {done}: here ended at step 5000, the call's copy unfinished at step 710 (older)"
+    assert pd.read_csv(here / both_partial / "result.csv").step.tolist() == [900, 900]
+    assert (here / new / "result.csv").is_file()
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "land_runs.py"), str(tmp_path / "nope"), str(here)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
