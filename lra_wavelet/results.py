@@ -117,6 +117,24 @@ def ended(statuses) -> str | None:
     return found.pop() if found in ({"ok"}, {"diverged"}) else None
 
 
+def folder_rows(run_dir: Path) -> list[dict]:
+    """The rows of a run folder's result.csv as dicts of strings (csv module: no pandas), [] without the file."""
+    import csv
+
+    rows = Path(run_dir) / "result.csv"
+    if not rows.is_file():
+        return []
+    with rows.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def folder_status(run_dir: Path) -> str | None:
+    """`ended` of a run folder's rows ('ok' / 'diverged'), 'unfinished' where they say anything else (partial,
+    failed, a mix: the trainer resumes those from their checkpoint), None without rows."""
+    found = [r.get("status") for r in folder_rows(run_dir)]
+    return ended(found) or ("unfinished" if found else None)
+
+
 def find_result_files(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):

@@ -460,8 +460,6 @@ def cell_state(cfg) -> str:
 def earlier_seconds(cfg) -> list[float]:
     """The wall times (result rows' wall_time_s) of the finished runs beside this cell's folder that differ from it
     in their seed alone (report.config_id): what a cell of this configuration took where these runs were made."""
-    import csv
-
     import yaml
 
     from . import report, results
@@ -474,8 +472,7 @@ def earlier_seconds(cfg) -> list[float]:
             continue
         try:
             other = yaml.safe_load((rows.parent / "config.yaml").read_text())
-            with rows.open(newline="") as f:
-                found = list(csv.DictReader(f))
+            found = results.folder_rows(rows.parent)
             if results.ended(r.get("status") for r in found) == "ok" and report.config_id(other) == mine:
                 times.append(max(float(r["wall_time_s"]) for r in found))
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):

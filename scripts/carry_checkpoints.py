@@ -29,7 +29,6 @@ Any failure: one line on stderr, exit 2; nothing already in RUNS is overwritten.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
 import json
@@ -38,7 +37,7 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package beside scripts/, installed or not
-from lra_wavelet.results import ended  # noqa: E402 (the trainer's rule of a run that ended)
+from lra_wavelet.results import folder_status as status  # noqa: E402 (the trainer's rule of a run that ended)
 
 PART_BYTES = 15 * 2**20
 MANIFEST = "ckpt.manifest.json"
@@ -47,18 +46,6 @@ MANIFEST = "ckpt.manifest.json"
 def fail(msg: str) -> None:
     print(f"carry_checkpoints: {msg}", file=sys.stderr)
     raise SystemExit(2)
-
-
-def status(run_dir: Path) -> str | None:
-    """'ok' or 'diverged' where every result row says so (the runs the trainer does not resume: train._finished),
-    'unfinished' where rows say anything else (partial, failed, a mix: the trainer resumes those from their
-    checkpoint), None without rows."""
-    rows = run_dir / "result.csv"
-    if not rows.is_file():
-        return None
-    with rows.open(newline="") as f:
-        found = [r.get("status") for r in csv.DictReader(f)]
-    return ended(found) or ("unfinished" if found else None)
 
 
 def unfinished(runs: Path) -> list[Path]:

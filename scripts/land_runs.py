@@ -14,35 +14,30 @@ tie the call's copy wins (it is the later state of the same run). Each folder ke
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package beside scripts/, installed or not
-from lra_wavelet.results import ended  # noqa: E402
+from lra_wavelet.results import ended, folder_rows  # noqa: E402
 
 
 def progress(run_dir: Path) -> tuple[int, int]:
     """(1 if the run ended else 0, its last step in rows); (0, -1) for a folder with neither rows nor curve."""
-    rows, step = run_dir / "result.csv", -1
-    statuses = []
-    if rows.is_file():
-        with rows.open(newline="") as f:
-            for r in csv.DictReader(f):
-                statuses.append(r.get("status"))
-                try:
-                    step = max(step, int(float(r.get("step") or -1)))
-                except ValueError:
-                    pass
+    rows, step = folder_rows(run_dir), -1
+    for r in rows:
+        try:
+            step = max(step, int(float(r.get("step") or -1)))
+        except ValueError:
+            pass
     if step < 0 and (run_dir / "metrics.jsonl").is_file():
         for line in (run_dir / "metrics.jsonl").read_text().splitlines():
             try:
                 step = max(step, int(json.loads(line).get("step", -1)))
             except (ValueError, AttributeError):
                 continue  # a torn last line of a killed run
-    return (1 if ended(statuses) else 0), step
+    return (1 if ended(r.get("status") for r in rows) else 0), step
 
 
 def merge(src: Path, dest: Path) -> list[str]:
