@@ -34,7 +34,7 @@ Variants (train.* switches; README "Speed"):
     graphs    fast + train.compile=true, train.compile_mode=reduce-overhead (CUDA graphs)
     pad8      compiled + train.attn_pad_heads=8 (attention heads narrower than 8 zero-padded: Pathfinder's 4)
     nopad     compiled + train.attn_pad_heads=0 (never padded; the default, auto, pads masked heads on CUDA)
-    seeds3    3 seeds as one vmapped model (train.stack_seeds / stacked_step; not yet used by `run`):
+    seeds3    3 seeds as one vmapped model (`sweep --stack-seeds`: stacked.loop's step and batches):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
 
@@ -80,8 +80,10 @@ VARIANTS = {
     "graphs": (*COMPILED, "train.compile_mode=reduce-overhead"),
     "pad8": (*COMPILED, "train.attn_pad_heads=8"),
     "nopad": (*COMPILED, "train.attn_pad_heads=0"),
-    "seeds3": EAGER,  # 3 seeds as one vmapped model (train.stack_seeds / stacked_step), tokens/s of all three
 }
+# 3 seeds as one vmapped model (sweep --stack-seeds), tokens/s of all three; eager as stacked.loop, with fast's
+# switches (until 2026-12-03 with base's: the 2026-12-02 seeds3 figures of throughput.md were measured so)
+VARIANTS["seeds3"] = VARIANTS["fast"]
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
 QUICK = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "train.batch_size=4")
 
@@ -125,12 +127,14 @@ def stacked_tokens_per_s(p, seeds: int, n: int) -> tuple[float, float]:
                    for i in range(1, seeds)]
     st = T.stack_seeds(parts)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    data = T.batches(p, 0, make=lambda s: T.stacked_host_batch(st, s))  # as stacked.loop takes them
     ends = [time.perf_counter()]
     for window in range(3):
-        for step in range(window * n, (window + 1) * n):
-            T.stacked_step(st, T.stacked_batch(st, step))
+        for _ in range(n):
+            T.stacked_step(st, next(data))
         sync()
         ends.append(time.perf_counter())
+    data.close()
     return seeds * n * p.tokens_per_step / (ends[3] - ends[2]), ends[1] - ends[0]
 
 

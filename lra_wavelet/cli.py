@@ -310,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "seed before any second (seed: a sweep stopped early leaves whole seeds to compare)")
     sw.add_argument("--gpus", nargs="+", metavar="ID",
                     help="one worker process per GPU id (or 'all'), each with its own log under OUT/logs")
+    sw.add_argument("--stack-seeds", action="store_true",
+                    help="train each configuration's seeds together as one batched (vmapped) model in this process: "
+                         "faster for small launch-bound models (measure with benchmarks/bench_throughput.py "
+                         "--variants seeds3); each seed keeps its own run folder and rows (lra_wavelet/stacked.py)")
     sw.add_argument("--launcher", choices=["local", "submitit"], default="local",
                     help="local: here (or --gpus workers); submitit: a SLURM job array, one task per cell")
     sw.add_argument("--submitit", action="append", default=[], metavar="KEY=VALUE",

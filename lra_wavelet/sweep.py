@@ -153,10 +153,43 @@ def run_cell(cfg, progress: bool = True) -> Result:
         if not isinstance(e, UserError):  # a bug, not bad input: its traceback belongs in the sweep's log
             traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
         return Result("failed", time.perf_counter() - t0, note=f"{why} (recorded in {T.record_failure(cfg, e)})")
+    return _result(out, time.perf_counter() - t0)
+
+
+def _result(out, seconds: float, how: str = "") -> Result:
     (out.run_dir / "error.json").unlink(missing_ok=True)  # a failure of an earlier attempt is stale now
     test = out.metrics.get("test", {})
     note = ", ".join(f"test {k} {v:.4f}" for k, v in test.items() if k in ("accuracy", "loss", "bits_per_token"))
-    return Result(out.status, time.perf_counter() - t0, out.skipped, f"{note or 'no test metrics'}; {out.run_dir}")
+    return Result(out.status, seconds, out.skipped, f"{note or 'no test metrics'}{how}; {out.run_dir}")
+
+
+def run_stack(cfgs: list, progress: bool = True) -> list[Result]:
+    """The seeds of one cell configuration as one stacked model (stacked.train_seeds); each seed's Result, the
+    stack's time shared out between the seeds that trained. A failure fails every seed of the stack."""
+    from . import stacked
+    from . import train as T
+
+    t0 = time.perf_counter()
+    try:
+        outs = stacked.train_seeds(cfgs, progress=progress)
+    except Exception as e:
+        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, UserError):
+            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+        seconds = (time.perf_counter() - t0) / len(cfgs)
+        return [Result("failed", seconds, note=f"{why} (recorded in {T.record_failure(c, e)})") for c in cfgs]
+    trained = [o for o in outs if not o.skipped]
+    share = (time.perf_counter() - t0) / max(len(trained), 1)
+    stacked_now = [o for o in trained if "stacked_with" in _env_of(o.run_dir)]  # (not those that ran alone)
+    how = f" (stacked: {len(stacked_now)} seeds, {share * len(trained):.1f} s in all)"
+    return [_result(o, 0.0 if o.skipped else share, how if o in stacked_now else "") for o in outs]
+
+
+def _env_of(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "env.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 # ----------------------------------------------------------------------------- progress and summary
@@ -208,16 +241,37 @@ def summarise(cells: list[Cell], results: dict, interrupted: bool = False) -> in
 # ----------------------------------------------------------------------------- launchers
 
 
-def run_here(cells: list[Cell], progress: bool = True) -> int:
-    """One cell after another in this process; a signal stops the grid after saving the running cell."""
+def run_here(cells: list[Cell], progress: bool = True, stack: bool = False) -> int:
+    """One cell after another in this process; a signal stops the grid after saving the running cell.
+    stack (--stack-seeds): the seeds of each configuration as one stacked model, at its first seed's place."""
     bar, results = Progress(len(cells)), {}
-    for i, c in enumerate(cells):
-        print(f"[{i + 1}/{len(cells)}] {c.label}", file=sys.stderr, flush=True)
-        results[i] = r = run_cell(rebuild(c.cfg), progress=progress)
-        bar.done(c, r)
-        if r.status == "partial":  # interrupted (SIGTERM / Ctrl-C): stop; the cell resumes on a re-run
+    groups = seed_groups(cells) if stack else {i: [i] for i in range(len(cells))}
+    for i in range(len(cells)):
+        if i in results or i not in groups:
+            continue
+        for k in groups[i]:
+            print(f"[{len(results) + 1 + groups[i].index(k)}/{len(cells)}] {cells[k].label}", file=sys.stderr,
+                  flush=True)
+        if len(groups[i]) == 1:
+            got = [run_cell(rebuild(cells[i].cfg), progress=progress)]
+        else:
+            got = run_stack([rebuild(cells[k].cfg) for k in groups[i]], progress=progress)
+        for k, r in zip(groups[i], got):
+            results[k] = r
+            bar.done(cells[k], r)
+        if any(r.status == "partial" for r in got):  # interrupted (SIGTERM / Ctrl-C): stop; resumes on a re-run
             return summarise(cells, results, interrupted=True)
     return summarise(cells, results)
+
+
+def seed_groups(cells: list[Cell]) -> dict[int, list[int]]:
+    """The cells of one configuration but the seed, keyed by the first one's index (in grid order)."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cells):
+        d = json.loads(json.dumps(c.cfg))
+        d.pop("seed", None)
+        groups.setdefault(json.dumps(d, sort_keys=True), []).append(i)
+    return {g[0]: g for g in groups.values()}
 
 
 def parse_gpus(gpus: list[str]) -> list[str]:
@@ -459,7 +513,8 @@ def cell_state(cfg) -> str:
 
 def earlier_seconds(cfg) -> list[float]:
     """The wall times (result rows' wall_time_s) of the finished runs beside this cell's folder that differ from it
-    in their seed alone (report.config_id): what a cell of this configuration took where these runs were made."""
+    in their seed alone (report.config_id): what a cell of this configuration took where these runs were made
+    (a stacked seed's: its stack's time over the seeds stacked)."""
     import yaml
 
     from . import report, results
@@ -474,7 +529,9 @@ def earlier_seconds(cfg) -> list[float]:
             other = yaml.safe_load((rows.parent / "config.yaml").read_text())
             found = results.folder_rows(rows.parent)
             if results.ended(r.get("status") for r in found) == "ok" and report.config_id(other) == mine:
-                times.append(max(float(r["wall_time_s"]) for r in found))
+                env = rows.parent / "env.json"  # a stacked seed's wall time is its stack's: its share counts
+                k = len(json.loads(env.read_text()).get("stacked_with") or [1]) if env.is_file() else 1
+                times.append(max(float(r["wall_time_s"]) for r in found) / k)
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             continue  # an unreadable folder gives no estimate; the sweep itself reports it
     return times
@@ -518,6 +575,10 @@ def run(a, resolve) -> int:
         return dry_run(cells)
     check_data(cells, log=lambda m: print(m, file=sys.stderr))
     include = [str(Path(p).resolve()) for p in (getattr(a, "include", None) or [])]
+    stack = getattr(a, "stack_seeds", False)
+    if stack and (a.launcher == "submitit" or a.gpus):
+        raise UserError("--stack-seeds trains a cell's seeds together in this process: not with --gpus or "
+                        "--launcher submitit (they run one seed per worker or job)")
     if a.launcher == "submitit":
         if a.gpus:
             raise UserError("--gpus is for the local launcher; with submitit each array task gets its GPUs "
@@ -525,4 +586,4 @@ def run(a, resolve) -> int:
         return run_submitit(cells, parse_params(a.submitit), include, a.submitit_dir, a.cluster, wait=not a.no_wait)
     if a.gpus:
         return run_workers(cells, parse_gpus(a.gpus), include)
-    return run_here(cells, progress=not a.no_progress)
+    return run_here(cells, progress=not a.no_progress, stack=stack)

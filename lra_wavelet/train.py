@@ -310,21 +310,23 @@ def host_batch(p: Parts, step: int) -> dict:
     return out
 
 
-def batches(p: Parts, start: int):
+def batches(p: Parts, start: int, make: Optional[Callable] = None):
     """Device batches of steps start, start+1, ...; with train.prefetch > 0 a background thread prepares that
-    many batches ahead, so data never waits on the GPU (the batches are the same: a pure function of the step)."""
+    many batches ahead, so data never waits on the GPU (the batches are the same: a pure function of the step).
+    make(step): the host batch of a step (default: host_batch of `p`; stacked seeds pass theirs)."""
     ahead, step = p.cfg.train.prefetch, start
+    make = make or (lambda s: host_batch(p, s))
     dev = lambda b: {k: v.to(p.device, non_blocking=True) for k, v in b.items()}  # noqa: E731
     if not ahead:
         while True:
-            yield dev(host_batch(p, step))
+            yield dev(make(step))
             step += 1
     with ThreadPoolExecutor(1, thread_name_prefix="lra-prefetch") as pool:
-        pending = deque(pool.submit(host_batch, p, s) for s in range(step, step + ahead))
+        pending = deque(pool.submit(make, s) for s in range(step, step + ahead))
         step += ahead
         while True:
             ready = pending.popleft().result()
-            pending.append(pool.submit(host_batch, p, step))
+            pending.append(pool.submit(make, step))
             step += 1
             yield dev(ready)
 
@@ -560,6 +562,7 @@ class SeedStack:
     buffers: dict
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
+    norms: Optional[torch.Tensor] = None  # (S,) each seed's gradient norm before clipping, at the last step
 
 
 def stack_seeds(parts: list) -> SeedStack:
@@ -573,14 +576,22 @@ def stack_seeds(parts: list) -> SeedStack:
     return SeedStack(parts, params, buffers, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(parts[0].cfg.train)))
 
 
-def stacked_batch(st: SeedStack, step: int) -> dict:
-    """Every seed's training batch `step`, stacked (S, B, ...) and trimmed together (to the longest seed's)."""
+def stacked_host_batch(st: SeedStack, step: int) -> dict:
+    """Every seed's training batch `step`, stacked (S, B, ...) and trimmed together (to the longest seed's), as
+    CPU tensors (pinned for a GPU with train.prefetch, as host_batch's)."""
     p0 = st.parts[0]
     raw = [p.splits["train"].train_batch(step, p.cfg.train.batch_size, p.cfg.seed) for p in st.parts]
     batch = {k: np.stack([b[k] for b in raw]) for k in raw[0]}
     if p0.trim:
         batch = trim_padding(batch, p0.task.pad_id, buckets=length_buckets(p0.cfg.train))
-    return to_device(batch, p0.device)
+    pin = p0.device.type == "cuda" and p0.cfg.train.prefetch
+    out = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in batch.items()}
+    return {k: v.pin_memory() if pin else v for k, v in out.items()}
+
+
+def stacked_batch(st: SeedStack, step: int) -> dict:
+    """stacked_host_batch on the device."""
+    return {k: v.to(st.parts[0].device, non_blocking=True) for k, v in stacked_host_batch(st, step).items()}
 
 
 def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -597,8 +608,10 @@ def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[tor
     st.opt.zero_grad(set_to_none=True)
     losses.sum().backward()  # seeds share no weight: the sum's gradient is each seed's own
     grads = [q.grad for q in st.params.values() if q.grad is not None]
+    norms = torch.stack([g.reshape(len(st.parts), -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt() \
+        if grads else None
+    st.norms = norms
     if t.grad_clip > 0 and grads:
-        norms = torch.stack([g.reshape(len(st.parts), -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
         scale = (t.grad_clip / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
@@ -609,14 +622,52 @@ def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[tor
 
 
 @torch.no_grad()
-def unstack(st: SeedStack) -> None:
-    """Copy each seed's weights from the stack into its own model."""
+def unstack(st: SeedStack, optimizer: bool = False) -> None:
+    """Copy each seed's weights from the stack into its own model; optimizer: also its AdamW moments, step
+    count, learning rate and schedule, so that each seed's Parts is its own run's state (a checkpoint of it
+    continues alone or stacked again)."""
     for i, p in enumerate(st.parts):
         for name, q in p.model.named_parameters():
             q.copy_(st.params[name][i])
         for name, b in p.model.named_buffers():
             if name in st.buffers:
                 b.copy_(st.buffers[name][i])
+        if optimizer:
+            mine = _in_order(p.opt)
+            for j, q in enumerate(_in_order(st.opt)):
+                if q in st.opt.state:
+                    p.opt.state[mine[j]] = {k: (v[i].clone() if torch.is_tensor(v) and v.dim() else
+                                                v.clone() if torch.is_tensor(v) else v)
+                                            for k, v in st.opt.state[q].items()}
+            _copy_schedule(st.opt, st.sched, p.opt, p.sched)
+
+
+@torch.no_grad()
+def restack(st: SeedStack) -> None:
+    """unstack's inverse for the optimiser: each seed's AdamW state (e.g. just restored from its checkpoint)
+    into the stack's; the seeds must be at the same step (the step count and schedule are shared)."""
+    order, per = _in_order(st.opt), [_in_order(p.opt) for p in st.parts]
+    for j, q in enumerate(order):
+        states = [p.opt.state.get(per[i][j]) for i, p in enumerate(st.parts)]
+        if not all(states):
+            continue
+        st.opt.state[q] = {k: (torch.stack([s[k] for s in states]).to(q.device) if torch.is_tensor(v) and v.dim()
+                               else v.clone() if torch.is_tensor(v) else v) for k, v in states[0].items()}
+    p0 = st.parts[0]
+    _copy_schedule(p0.opt, p0.sched, st.opt, st.sched)
+
+
+def _in_order(opt: torch.optim.Optimizer) -> list:
+    return [q for g in opt.param_groups for q in g["params"]]
+
+
+def _copy_schedule(src_opt, src_sched, dst_opt, dst_sched) -> None:
+    """The schedule's position and each group's current learning rate (what the next optimiser step uses)."""
+    dst_sched.load_state_dict(src_sched.state_dict())
+    for a, b in zip(src_opt.param_groups, dst_opt.param_groups):
+        b["lr"] = a["lr"]
+        if "initial_lr" in a:
+            b["initial_lr"] = a["initial_lr"]
 
 
 # ----------------------------------------------------------------------------- memory
