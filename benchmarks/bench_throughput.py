@@ -37,6 +37,7 @@ Variants (train.* switches; README "Speed"):
     seeds3    3 seeds as one vmapped model (`sweep --stack-seeds`: stacked.loop's step and batches):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
+    seeds3c   seeds3 with the vmapped step compiled (`sweep --stack-seeds` on CUDA, where train.compile is on)
 
 MFU = 3 x forward FLOPs (flops.py: measured matmul / FFT FLOPs of one example) x examples/s / the device's
 peak dense bf16 FLOP/s (--peak-tflops, or the datasheet figure of a known device). GPU minutes of the table:
@@ -84,6 +85,7 @@ VARIANTS = {
 # 3 seeds as one vmapped model (sweep --stack-seeds), tokens/s of all three; eager as stacked.loop, with fast's
 # switches (until 2026-12-03 with base's: the 2026-12-02 seeds3 figures of throughput.md were measured so)
 VARIANTS["seeds3"] = VARIANTS["fast"]
+VARIANTS["seeds3c"] = COMPILED  # the same, the vmapped step compiled (sweep --stack-seeds with train.compile on)
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
 QUICK = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "train.batch_size=4")
 
@@ -125,7 +127,7 @@ def stacked_tokens_per_s(p, seeds: int, n: int) -> tuple[float, float]:
     the first window (the warm-up)."""
     parts = [p] + [T.build(dataclasses.replace(p.cfg, seed=p.cfg.seed + i), p.device, task=p.task, splits=p.splits)
                    for i in range(1, seeds)]
-    st = T.stack_seeds(parts)
+    st = T.stack_seeds(parts, compile=bool(p.cfg.train.compile), mode=p.cfg.train.compile_mode)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
     data = T.batches(p, 0, make=lambda s: T.stacked_host_batch(st, s))  # as stacked.loop takes them
     ends = [time.perf_counter()]
@@ -163,7 +165,8 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     for m, width in padded:
         m.pad_heads_to = width
     if variant.startswith("seeds"):
-        tps, warmup = stacked_tokens_per_s(p, int(variant[5:]), n)
+        with T.compiling(p, auto=False, log=lambda s: None):
+            tps, warmup = stacked_tokens_per_s(p, int(variant[5:].rstrip("c")), n)
     else:
         with tempfile.TemporaryDirectory() as d, T.compiling(p, auto=False, log=lambda s: None):
             T.run_loop(p, Path(d), 0, None, 0.0, progress=False, log=lambda s: None)  # as train() runs it

@@ -9,8 +9,9 @@ re-run and a resume see no difference. What differs from separate runs:
 * dropout (and any other random draw in the forward) comes from vmap's per-seed streams of one generator,
   so a stacked seed's numbers equal its separate run's only without dropout (up to float rounding); with it
   they are another draw of the same distribution. Initial weights and data order are each seed's own.
-* the step is eager (torch.compile is not applied to the vmapped step), and one seed's batch is padded to the
-  longest of the seeds' batches at that step (pad-invariant classifiers only trim padding: the same numbers).
+* train.compile (auto: on for classifiers on CUDA) compiles the vmapped forward and backward, not each seed's
+  model; evaluation runs each seed's model eagerly. A seed's batch is padded to the longest of the seeds'
+  batches at that step (pad-invariant classifiers only trim padding: the same numbers).
 * wall_time_s is the stack's: the time all of its seeds took together. env.json says `stacked_with`.
 
 A seed that diverges gets its `diverged` rows at once and the others go on (the seeds share no weight);
@@ -114,12 +115,21 @@ def _run(cfgs, group, parts, starts, dirs, progress, log) -> list[T.Outcome]:
         results.write_json(env_path, env)
         if source is not None:
             log(f"resuming {dirs[i]} at step {step} (stacked)")
-    st = T.stack_seeds(ps)
+    c = cfgs[group[0]]
+    want = T.compile_by_default(ps[0].device, ps[0].task) if c.train.compile is None else c.train.compile
+    st = T.stack_seeds(ps, compile=want, mode=c.train.compile_mode)
     T.restack(st)  # the optimiser states just restored (nothing to move for a fresh start)
     log(f"{ps[0].task.name}/{ps[0].cfg.model.name}: seeds {', '.join(str(p.cfg.seed) for p in ps)} stacked into "
-        f"one model from step {start}")
-    return loop(st, [dirs[i] for i in group], start, [starts[i][1] for i in group],
-                max(starts[i][2] for i in group), progress, log)
+        f"one model from step {start}" + (" (compiled)" if want else ""))
+    as_compiled = dataclasses.replace(ps[0], cfg=dataclasses.replace(c, train=dataclasses.replace(c.train,
+                                                                                                  compile=want)))
+    with T.compiling(as_compiled, auto=c.train.compile is None, log=log):  # a failure under auto: eager
+        outs = loop(st, [dirs[i] for i in group], start, [starts[i][1] for i in group],
+                    max(starts[i][2] for i in group), progress, log)
+    for i in group:
+        env = json.loads((dirs[i] / "env.json").read_text())
+        results.write_json(dirs[i] / "env.json", {**env, "compiled": want})
+    return outs
 
 
 def _scaled_batch(cfg: RunConfig, k: int) -> RunConfig:

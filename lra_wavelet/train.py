@@ -562,18 +562,32 @@ class SeedStack:
     buffers: dict
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
+    fn: Callable  # (params, buffers, x, y) -> every seed's (loss, predictions): the vmapped forward, maybe compiled
+    compile_mode: Optional[str] = None  # torch.compile's mode when fn is compiled, else None
     norms: Optional[torch.Tensor] = None  # (S,) each seed's gradient norm before clipping, at the last step
 
 
-def stack_seeds(parts: list) -> SeedStack:
-    """One SeedStack of Parts that differ only in their seed (and so in their initial weights and data order)."""
+def stack_seeds(parts: list, compile: bool = False, mode: str = "default") -> SeedStack:
+    """One SeedStack of Parts that differ only in their seed (and so in their initial weights and data order).
+    compile: the vmapped forward through torch.compile (static shapes: batches then trimmed as a compiled run's)."""
     params, buffers = torch.func.stack_module_state([p.model for p in parts])
     params = {k: v.detach().requires_grad_() for k, v in params.items()}
     names = {id(q): n for n, q in parts[0].model.named_parameters()}
     opt = make_optimizer(parts[0].model, parts[0].cfg.train)  # the same groups, then the stacked tensors in them
     for g in opt.param_groups:
         g["params"] = [params[names[id(q)]] for q in g["params"]]
-    return SeedStack(parts, params, buffers, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(parts[0].cfg.train)))
+    p0 = parts[0]
+
+    def one(params, buffers, x, y):
+        with p0.amp():
+            logits = torch.func.functional_call(p0.model, (params, buffers), ({"x": x},))
+        return loss_fn(logits, y), logits.argmax(-1)
+
+    fn = torch.func.vmap(one, randomness="different")
+    if compile:
+        fn = torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
+    return SeedStack(parts, params, buffers, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(p0.cfg.train)),
+                     fn, mode if compile else None)
 
 
 def stacked_host_batch(st: SeedStack, step: int) -> dict:
@@ -582,8 +596,9 @@ def stacked_host_batch(st: SeedStack, step: int) -> dict:
     p0 = st.parts[0]
     raw = [p.splits["train"].train_batch(step, p.cfg.train.batch_size, p.cfg.seed) for p in st.parts]
     batch = {k: np.stack([b[k] for b in raw]) for k in raw[0]}
-    if p0.trim:
-        batch = trim_padding(batch, p0.task.pad_id, buckets=length_buckets(p0.cfg.train))
+    if p0.trim:  # (a compiled stack: one static shape unless train.length_buckets, as a compiled run)
+        t = dataclasses.replace(p0.cfg.train, compile=st.compile_mode is not None)
+        batch = trim_padding(batch, p0.task.pad_id, buckets=length_buckets(t))
     pin = p0.device.type == "cuda" and p0.cfg.train.prefetch
     out = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in batch.items()}
     return {k: v.pin_memory() if pin else v for k, v in out.items()}
@@ -598,13 +613,9 @@ def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[tor
     """One optimisation step of every seed: vmapped forward and backward, each seed's gradient clipped by its
     own norm (as clip_grad_norm_ does per run), AdamW, schedule. Returns the (S,) losses and accuracies."""
     p0, t = st.parts[0], st.parts[0].cfg.train
-
-    def one(params, buffers, x, y):
-        with p0.amp():
-            logits = torch.func.functional_call(p0.model, (params, buffers), ({"x": x},))
-        return loss_fn(logits, y), logits.argmax(-1)
-
-    losses, preds = torch.func.vmap(one, randomness="different")(st.params, st.buffers, batch["x"], batch["y"])
+    if st.compile_mode == "reduce-overhead":  # CUDA graphs: this forward may reuse the previous one's output memory
+        torch.compiler.cudagraph_mark_step_begin()
+    losses, preds = st.fn(st.params, st.buffers, batch["x"], batch["y"])
     st.opt.zero_grad(set_to_none=True)
     losses.sum().backward()  # seeds share no weight: the sum's gradient is each seed's own
     grads = [q.grad for q in st.params.values() if q.grad is not None]

@@ -2,6 +2,7 @@
 rows are its separate run's (no dropout: the same numbers up to float rounding); a stop checkpoints every seed
 and the checkpoints continue stacked or alone; a diverged seed is its own; a sweep stacks a cell's seeds."""
 
+import functools
 import json
 
 import pandas as pd
@@ -141,3 +142,20 @@ def test_sweep_stack_seeds_trains_each_cell_s_seeds_together(tmp_path, capsys, s
         same_numbers(ref, next(tmp_path.rglob(ref.name)))
     assert main([*grid, "--stack-seeds", "--gpus", "0", "1"]) == 2
     assert "--stack-seeds trains a cell's seeds together" in capsys.readouterr().err
+
+
+def test_a_compiled_stack_gives_the_same_numbers(tmp_path, separate, monkeypatch):
+    """train.compile=true compiles the vmapped forward and backward (static shapes: full-length batches): the
+    seeds' numbers are still their separate eager runs'. (Traced by dynamo and AOTAutograd, the graphs run by
+    the aot_eager backend: inductor's code generation would take ~25 s on a cold CPU.)"""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    said = []
+    outs = S.train_seeds([tiny(tmp_path, f"seed={s}", "train.compile=true") for s in (0, 1)], progress=False,
+                         log=said.append)
+    assert any("stacked into one model from step 0 (compiled)" in m for m in said)
+    assert not any("nothing was compiled" in m for m in said), said
+    for o, ref in zip(outs, separate):
+        assert o.status == "ok" and o.run_dir.name == ref.name
+        same_numbers(ref, o.run_dir)
+        env = json.loads((o.run_dir / "env.json").read_text())
+        assert env["compiled"] is True and env["stacked_with"]
