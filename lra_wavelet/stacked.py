@@ -88,7 +88,7 @@ def train_seeds(cfgs: list[RunConfig], progress: bool = True, log=print) -> list
 
 def _build(cfgs, todo, dirs, device, log):
     """Each seed's Parts (eager; its data shared with the first seed's: the seeds' splits are the same) and
-    where it starts: (step, best, wall) from its checkpoint, or (0, None, 0.0)."""
+    where it starts: (step, best, wall, checkpoint path) from its checkpoint, or (0, None, 0.0, None)."""
     parts, starts, splits = {}, {}, None
     for i in todo:
         c = cfgs[i]
