@@ -140,6 +140,11 @@ def test_sweep_stack_seeds_trains_each_cell_s_seeds_together(tmp_path, capsys, s
     assert "2 cells: 2 ok" in out and err.count("(stacked: 2 seeds,") == 2
     for ref in separate:
         same_numbers(ref, next(tmp_path.rglob(ref.name)))
+    # --dry-run's estimate for another seed: each stacked seed's share of its stack's wall time
+    from lra_wavelet import sweep
+
+    walls = [pd.read_csv(next(tmp_path.rglob(ref.name)) / "result.csv").wall_time_s.max() for ref in separate]
+    assert sweep.earlier_seconds(tiny(tmp_path, "seed=2")) == pytest.approx([w / 2 for w in walls])
     assert main([*grid, "--stack-seeds", "--gpus", "0", "1"]) == 2
     assert "--stack-seeds trains a cell's seeds together" in capsys.readouterr().err
 
