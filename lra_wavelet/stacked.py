@@ -106,17 +106,16 @@ def _run(cfgs, group, parts, starts, dirs, progress, log) -> list[T.Outcome]:
     ps = [parts[i] for i in group]
     T.check_memory(dataclasses.replace(ps[0], cfg=_scaled_batch(ps[0].cfg, len(ps))))  # the stack's activations
     start = starts[group[0]][0]
+    c = cfgs[group[0]]
+    want = T.compile_by_default(ps[0].device, ps[0].task) if c.train.compile is None else c.train.compile
     for i, p in zip(group, ps):
         step, _, _, source = starts[i]
         T.prepare_run_dir(p, dirs[i], step, source)
-        env_path = dirs[i] / "env.json"
-        env = json.loads(env_path.read_text())
-        env["stacked_with"] = [T.run_paths(cfgs[j])[0] for j in group]
-        results.write_json(env_path, env)
+        env = json.loads((dirs[i] / "env.json").read_text())
+        results.write_json(dirs[i] / "env.json", {**env, "compiled": want,
+                                                  "stacked_with": [T.run_paths(cfgs[j])[0] for j in group]})
         if source is not None:
             log(f"resuming {dirs[i]} at step {step} (stacked)")
-    c = cfgs[group[0]]
-    want = T.compile_by_default(ps[0].device, ps[0].task) if c.train.compile is None else c.train.compile
     st = T.stack_seeds(ps, compile=want, mode=c.train.compile_mode)
     T.restack(st)  # the optimiser states just restored (nothing to move for a fresh start)
     log(f"{ps[0].task.name}/{ps[0].cfg.model.name}: seeds {', '.join(str(p.cfg.seed) for p in ps)} stacked into "
@@ -124,12 +123,8 @@ def _run(cfgs, group, parts, starts, dirs, progress, log) -> list[T.Outcome]:
     as_compiled = dataclasses.replace(ps[0], cfg=dataclasses.replace(c, train=dataclasses.replace(c.train,
                                                                                                   compile=want)))
     with T.compiling(as_compiled, auto=c.train.compile is None, log=log):  # a failure under auto: eager
-        outs = loop(st, [dirs[i] for i in group], start, [starts[i][1] for i in group],
+        return loop(st, [dirs[i] for i in group], start, [starts[i][1] for i in group],
                     max(starts[i][2] for i in group), progress, log)
-    for i in group:
-        env = json.loads((dirs[i] / "env.json").read_text())
-        results.write_json(dirs[i] / "env.json", {**env, "compiled": want})
-    return outs
 
 
 def _scaled_batch(cfg: RunConfig, k: int) -> RunConfig:
@@ -142,8 +137,7 @@ def loop(st: T.SeedStack, dirs: list[Path], start: int, bests: list, history_wal
     metrics (and each seed's NaN flag) on the host at log steps only; every seed's rows at its end."""
     ps, S = st.parts, len(st.parts)
     p0, t, task = st.parts[0], st.parts[0].cfg.train, st.parts[0].task
-    val_metric = "loss" if task.kind == "lm" else "accuracy"
-    better = (lambda a, b: a < b) if task.kind == "lm" else (lambda a, b: a > b)
+    val_metric = T.val_metric(task)
     dev = p0.device
     step, t0 = start, time.perf_counter() - history_wall
     last_val, last_train, val_step = [{} for _ in ps], [None] * S, start
@@ -165,7 +159,7 @@ def loop(st: T.SeedStack, dirs: list[Path], start: int, bests: list, history_wal
     tick, tick_steps = time.perf_counter(), 0
     try:
         while step < t.max_steps and stop["signal"] is None:
-            losses, acc = T.stacked_step(st, next(data))
+            losses, acc = T.stacked_step(st, next(data), norms=(step + 1) % t.log_every == 0 or step + 1 == t.max_steps)
             first = ~torch.isfinite(losses) & (bad_step < 0)
             bad_step = torch.where(first, step, bad_step)
             bad_loss = torch.where(first, losses.float(), bad_loss)
@@ -217,11 +211,7 @@ def loop(st: T.SeedStack, dirs: list[Path], start: int, bests: list, history_wal
                     last_val[k] = T.evaluate_split(p, "val")
                     T.log_metrics(p, d, {"step": step, "split": "val", **last_val[k],
                                          "wall_time_s": time.perf_counter() - t0})
-                    if bests[k] is None or better(last_val[k][val_metric], bests[k]["value"]):
-                        bests[k] = {"step": step, "value": last_val[k][val_metric], "metrics": last_val[k]}
-                        if t.test_on == "best":
-                            torch.save(p.model.state_dict(), d / "best.tmp")
-                            (d / "best.tmp").replace(d / "best.pt")
+                    bests[k] = T.update_best(p, d, bests[k], last_val[k], step)
                 if plain:
                     log(f"step {step}/{t.max_steps}: val {val_metric} "
                         + " ".join(f"{v[val_metric]:.4g}" for v in last_val if v))

@@ -149,11 +149,18 @@ def run_cell(cfg, progress: bool = True) -> Result:
     try:
         out = T.train(cfg, resume=True, progress=progress)
     except Exception as e:  # one broken cell must not stop the grid; it is recorded as failed
-        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-        if not isinstance(e, UserError):  # a bug, not bad input: its traceback belongs in the sweep's log
-            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
-        return Result("failed", time.perf_counter() - t0, note=f"{why} (recorded in {T.record_failure(cfg, e)})")
+        return _failed([cfg], e, time.perf_counter() - t0)[0]
     return _result(out, time.perf_counter() - t0)
+
+
+def _failed(cfgs: list, e: Exception, seconds: float) -> list[Result]:
+    """Each cell's `failed` Result for an exception, recorded in its folder (error.json)."""
+    from . import train as T
+
+    why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+    if not isinstance(e, UserError):  # a bug, not bad input: its traceback belongs in the sweep's log
+        traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
+    return [Result("failed", seconds, note=f"{why} (recorded in {T.record_failure(c, e)})") for c in cfgs]
 
 
 def _result(out, seconds: float, how: str = "") -> Result:
@@ -167,17 +174,12 @@ def run_stack(cfgs: list, progress: bool = True) -> list[Result]:
     """The seeds of one cell configuration as one stacked model (stacked.train_seeds); each seed's Result, the
     stack's time shared out between the seeds that trained. A failure fails every seed of the stack."""
     from . import stacked
-    from . import train as T
 
     t0 = time.perf_counter()
     try:
         outs = stacked.train_seeds(cfgs, progress=progress)
     except Exception as e:
-        why = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
-        if not isinstance(e, UserError):
-            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
-        seconds = (time.perf_counter() - t0) / len(cfgs)
-        return [Result("failed", seconds, note=f"{why} (recorded in {T.record_failure(c, e)})") for c in cfgs]
+        return _failed(cfgs, e, (time.perf_counter() - t0) / len(cfgs))
     trained = [o for o in outs if not o.skipped]
     share = (time.perf_counter() - t0) / max(len(trained), 1)
     stacked_now = [o for o in trained if "stacked_with" in _env_of(o.run_dir)]  # (not those that ran alone)
@@ -268,9 +270,8 @@ def seed_groups(cells: list[Cell]) -> dict[int, list[int]]:
     """The cells of one configuration but the seed, keyed by the first one's index (in grid order)."""
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(cells):
-        d = json.loads(json.dumps(c.cfg))
-        d.pop("seed", None)
-        groups.setdefault(json.dumps(d, sort_keys=True), []).append(i)
+        key = json.dumps({k: v for k, v in c.cfg.items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(i)
     return {g[0]: g for g in groups.values()}
 
 
@@ -529,8 +530,7 @@ def earlier_seconds(cfg) -> list[float]:
             other = yaml.safe_load((rows.parent / "config.yaml").read_text())
             found = results.folder_rows(rows.parent)
             if results.ended(r.get("status") for r in found) == "ok" and report.config_id(other) == mine:
-                env = rows.parent / "env.json"  # a stacked seed's wall time is its stack's: its share counts
-                k = len(json.loads(env.read_text()).get("stacked_with") or [1]) if env.is_file() else 1
+                k = len(_env_of(rows.parent).get("stacked_with") or [1])  # a stacked seed: its share of the stack's
                 times.append(max(float(r["wall_time_s"]) for r in found) / k)
         except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
             continue  # an unreadable folder gives no estimate; the sweep itself reports it

@@ -302,12 +302,14 @@ def host_batch(p: Parts, step: int) -> dict:
     batch = p.splits["train"].train_batch(step, t.batch_size, p.cfg.seed)
     if p.trim:
         batch = trim_padding(batch, p.task.pad_id, buckets=length_buckets(t))
-    out = {}
-    for k, v in batch.items():
-        v = v[p.rank::p.world] if p.world > 1 else v
-        v = torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64))
-        out[k] = v.pin_memory() if p.device.type == "cuda" and t.prefetch else v
-    return out
+    return host_tensors(p, {k: v[p.rank::p.world] if p.world > 1 else v for k, v in batch.items()})
+
+
+def host_tensors(p: Parts, batch: dict) -> dict:
+    """A batch of arrays as int64 CPU tensors, pinned when prefetched for a GPU (the copy is then asynchronous)."""
+    pin = p.device.type == "cuda" and p.cfg.train.prefetch
+    out = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in batch.items()}
+    return {k: v.pin_memory() if pin else v for k, v in out.items()}
 
 
 def batches(p: Parts, start: int, make: Optional[Callable] = None):
@@ -599,19 +601,13 @@ def stacked_host_batch(st: SeedStack, step: int) -> dict:
     if p0.trim:  # (a compiled stack: one static shape unless train.length_buckets, as a compiled run)
         t = dataclasses.replace(p0.cfg.train, compile=st.compile_mode is not None)
         batch = trim_padding(batch, p0.task.pad_id, buckets=length_buckets(t))
-    pin = p0.device.type == "cuda" and p0.cfg.train.prefetch
-    out = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in batch.items()}
-    return {k: v.pin_memory() if pin else v for k, v in out.items()}
+    return host_tensors(p0, batch)
 
 
-def stacked_batch(st: SeedStack, step: int) -> dict:
-    """stacked_host_batch on the device."""
-    return {k: v.to(st.parts[0].device, non_blocking=True) for k, v in stacked_host_batch(st, step).items()}
-
-
-def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def stacked_step(st: SeedStack, batch: dict, norms: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """One optimisation step of every seed: vmapped forward and backward, each seed's gradient clipped by its
-    own norm (as clip_grad_norm_ does per run), AdamW, schedule. Returns the (S,) losses and accuracies."""
+    own norm (as clip_grad_norm_ does per run), AdamW, schedule. Returns the (S,) losses and accuracies; the
+    seeds' gradient norms are left in st.norms where clipping measured them or `norms` asks (a log step)."""
     p0, t = st.parts[0], st.parts[0].cfg.train
     if st.compile_mode == "reduce-overhead":  # CUDA graphs: this forward may reuse the previous one's output memory
         torch.compiler.cudagraph_mark_step_begin()
@@ -619,11 +615,11 @@ def stacked_step(st: SeedStack, batch: dict) -> tuple[torch.Tensor, Optional[tor
     st.opt.zero_grad(set_to_none=True)
     losses.sum().backward()  # seeds share no weight: the sum's gradient is each seed's own
     grads = [q.grad for q in st.params.values() if q.grad is not None]
-    norms = torch.stack([g.reshape(len(st.parts), -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt() \
-        if grads else None
-    st.norms = norms
+    st.norms = None
+    if grads and (norms or t.grad_clip > 0):
+        st.norms = torch.stack([g.reshape(len(st.parts), -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
     if t.grad_clip > 0 and grads:
-        scale = (t.grad_clip / (norms + 1e-6)).clamp(max=1.0)
+        scale = (t.grad_clip / (st.norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
     st.opt.step()
@@ -999,13 +995,27 @@ class Meter:
         return int(step), float(self.bad_loss)
 
 
+def val_metric(task) -> str:
+    """What a validation pass is judged by: loss for language models, accuracy for classifiers."""
+    return "loss" if task.kind == "lm" else "accuracy"
+
+
+def update_best(p: Parts, run_dir: Path, best: Optional[dict], metrics: dict, step: int) -> Optional[dict]:
+    """The best validation record after a pass at `step`; with train.test_on=best its weights go to best.pt."""
+    key = val_metric(p.task)
+    if best is not None and not (metrics[key] < best["value"] if key == "loss" else metrics[key] > best["value"]):
+        return best
+    if p.main and p.cfg.train.test_on == "best":
+        torch.save(p.model.state_dict(), run_dir / "best.tmp")
+        os.replace(run_dir / "best.tmp", run_dir / "best.pt")
+    return {"step": step, "value": metrics[key], "metrics": metrics}
+
+
 def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_wall: float, progress: bool,
              log) -> Outcome:
     """Train from `start` to train.max_steps with evaluation, checkpoints, signals and NaN handling; write the
     rows. Returns the outcome."""
     t, task, ckpt_path = p.cfg.train, p.task, run_dir / "checkpoint.pt"
-    val_metric = "loss" if task.kind == "lm" else "accuracy"
-    better = (lambda a, b: a < b) if task.kind == "lm" else (lambda a, b: a > b)
     crash_at = int(os.environ.get(CRASH_ENV, -1))
     step, last_val, val_step, last_train, diverged = start, {}, start, None, None
     t0 = time.perf_counter() - history_wall
@@ -1072,12 +1082,8 @@ def run_loop(p: Parts, run_dir: Path, start: int, best: Optional[dict], history_
                 log_metrics(p, run_dir, {"step": step, "split": "val", **last_val,
                                          "wall_time_s": time.perf_counter() - t0})
                 if plain:
-                    log(f"step {step}/{t.max_steps}: val {val_metric} {last_val[val_metric]:.4g}")
-                if best is None or better(last_val[val_metric], best["value"]):
-                    best = {"step": step, "value": last_val[val_metric], "metrics": last_val}
-                    if p.main and t.test_on == "best":
-                        torch.save(p.model.state_dict(), run_dir / "best.tmp")
-                        os.replace(run_dir / "best.tmp", run_dir / "best.pt")
+                    log(f"step {step}/{t.max_steps}: val {val_metric(task)} {last_val[val_metric(task)]:.4g}")
+                best = update_best(p, run_dir, best, last_val, step)
             if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
                 save_checkpoint(p, ckpt_path, step, best, time.perf_counter() - t0)
             if step == crash_at:

@@ -141,8 +141,9 @@ def test_seeds_stacked_into_one_model_take_their_separate_steps(model):
     cfgs = [tiny("unused", model, f"seed={s}", "train.grad_clip=0.1") for s in (0, 1)]
     alone = [T.build(c) for c in cfgs]
     stack = T.stack_seeds([T.build(c, splits=alone[0].splits) for c in cfgs])
+    data = T.batches(stack.parts[0], 0, make=lambda s: T.stacked_host_batch(stack, s))
     for step in range(2):
-        losses, _ = T.stacked_step(stack, T.stacked_batch(stack, step))
+        losses, _ = T.stacked_step(stack, next(data))
         for i, p in enumerate(alone):
             loss, _ = T.train_step(p, next(T.batches(p, step)))
             torch.testing.assert_close(losses[i], loss.detach(), rtol=1e-5, atol=1e-6)

@@ -68,11 +68,11 @@ def test_a_stop_checkpoints_every_seed_and_they_continue_stacked_or_alone(tmp_pa
     step_of = T.stacked_step
     calls = {"n": 0}
 
-    def stopped_at_six(st, batch):  # Ctrl-C during the seventh step: six taken (a log step: no point lost)
+    def stopped_at_six(st, batch, **kw):  # Ctrl-C during the seventh step: six taken (a log step: no point lost)
         calls["n"] += 1
         if calls["n"] == 7:
             raise KeyboardInterrupt
-        return step_of(st, batch)
+        return step_of(st, batch, **kw)
 
     monkeypatch.setattr(T, "stacked_step", stopped_at_six)
     outs = S.train_seeds([tiny(tmp_path, f"seed={s}") for s in (0, 1)], progress=False)
@@ -93,11 +93,11 @@ def test_a_stop_checkpoints_every_seed_and_they_continue_stacked_or_alone(tmp_pa
 def test_stacked_seeds_resume_together_from_their_checkpoints(tmp_path, separate, monkeypatch):
     step_of, calls = T.stacked_step, {"n": 0}
 
-    def stopped(st, batch):
+    def stopped(st, batch, **kw):
         calls["n"] += 1
         if calls["n"] == 3:  # two steps taken
             raise KeyboardInterrupt
-        return step_of(st, batch)
+        return step_of(st, batch, **kw)
 
     monkeypatch.setattr(T, "stacked_step", stopped)
     S.train_seeds([tiny(tmp_path, f"seed={s}") for s in (0, 1)], progress=False)
@@ -113,8 +113,8 @@ def test_stacked_seeds_resume_together_from_their_checkpoints(tmp_path, separate
 def test_a_diverged_seed_gets_its_rows_and_the_others_go_on(tmp_path, separate, monkeypatch):
     step_of = T.stacked_step
 
-    def nan_for_seed_1(st, batch):
-        losses, acc = step_of(st, batch)
+    def nan_for_seed_1(st, batch, **kw):
+        losses, acc = step_of(st, batch, **kw)
         return losses * torch.tensor([1.0, float("nan")]), acc
 
     monkeypatch.setattr(T, "stacked_step", nan_for_seed_1)
