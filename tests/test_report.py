@@ -404,3 +404,24 @@ def test_a_run_saved_before_a_later_key_is_compared_at_that_keys_default():
     listops = C.yaml_ready(C.resolve("listops", "gpt").to_dict())
     listops["train"].pop("cosine_cycle")  # the default both sides: no deviation
     assert report.classify_run("listops", "gpt", 0, listops, None, 5000, "ok")["setup"] == "reference"
+
+
+def test_the_papers_decoder_protocol_gets_its_own_table_with_the_welch_difference(tmp_path):
+    for seed, (g, w) in enumerate([(0.34, 0.37), (0.35, 0.38), (0.36, 0.36)]):
+        make_run(tmp_path, model="gpt", seed=seed, preset="paper", value=g)
+        make_run(tmp_path, model="wavelet", seed=seed, preset="paper", value=w)
+    make_run(tmp_path, model="wavelet", seed=0, value=0.30)  # the reference size: stays in lra_table
+    make_run(tmp_path, task="text", model="gpt", seed=0, preset="paper", status="partial", step=5)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--table", "lra"]) == 0
+    main_md = (tmp_path / "rep" / "lra_table.md").read_text()
+    assert ("wavelet", "reference") in lines_of(main_md)
+    assert not any(k[1].startswith("preset paper") for k in lines_of(main_md))
+    assert "lra_decoders_table.md" in main_md
+    dec = pd.read_csv(tmp_path / "rep" / "lra_decoders_table.csv")
+    assert list(dec.columns) == ["Model", "Setup", "ListOps", "Text"]  # only the tasks that ran at that size
+    by = {m: r for m, r in zip(dec.Model, dec.to_dict("records"))}
+    assert by["gpt"]["ListOps"] == "35.00 ± 1.00 (n=3)" and by["wavelet"]["ListOps"] == "37.00 ± 1.00 (n=3)"
+    d, lo, hi = report.welch_interval([37, 38, 36], [34, 35, 36])
+    assert by["wavelet − gpt"]["ListOps"] == f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" and d == pytest.approx(2.0)
+    assert by["gpt"]["Text"].startswith("unfinished") and by["wavelet"]["Text"] == "—"
+    assert by["wavelet − gpt"]["Text"] == "—"
