@@ -42,8 +42,14 @@ PUBLISHED = [  # (name, source and protocol, test accuracy (%) in LRA_TASKS orde
      "their own training code and settings, not re-run here", [55.40, 81.60, 79.27, 55.58, 81.12, None], 70.59),
 ]
 LM_BASELINE = "gpt"
+PAPER_SETUP = "preset paper"  # the WaveletGPT paper's own decoder protocol (tasks/paper/lra_decoders.yaml)
 PRETRAIN_VARIANTS = ["wavelet", "wavelet-learnable", "wavelet-ema"]
 REQUIRED = ["run_id", "task", "model", "seed", "split", "metric", "status", "schema_version"]  # a cut line lacks one
+
+
+def is_paper_setup(setup: str) -> bool:
+    """Whether a run's setup is the paper's decoder protocol (the `paper` preset, at its budget or fewer steps)."""
+    return setup == PAPER_SETUP or setup.startswith(PAPER_SETUP + " at ")
 
 
 def warn(message: str) -> None:
@@ -305,10 +311,14 @@ SUMMARY_COLUMNS = ["model", "setup", "task", "metric", "mean", "std", "n_seeds",
                    "data_source", "reduced", "configurations", "deviations", "marks"]
 
 
-def lra_runs(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+def lra_runs(df: pd.DataFrame, include_reduced: bool = False, paper: bool | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame, list]:
     """(the runs of an LRA task that the LRA tables and figures show, the runs left out for their budget, the
-    (model, setup) rows in table order): every LRA table draws on the same runs by the same rules."""
+    (model, setup) rows in table order): every LRA table draws on the same runs by the same rules. paper: only
+    the runs of the paper's decoder protocol (True), all but those (False), or all (None)."""
     runs = run_table(df[df.task.isin(list(LRA_TASKS))]) if len(df) else run_table(df)
+    if paper is not None:
+        runs = runs[runs.setup.map(is_paper_setup) == paper]
     left = runs[runs.reduced] if not include_reduced else runs.iloc[:0]
     runs = runs[~runs.index.isin(left.index)]
     order = {m: i for i, m in enumerate(LRA_MODELS)}
@@ -327,8 +337,9 @@ def _left_out_note(left: pd.DataFrame) -> list[str]:
 def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Markdown-ready table of strings, tidy numeric summary) of the headline test metric per model, setup
     and task. The table's `attrs['notes']` holds the caption lines that depend on the rows (what was left out,
-    the published rows' sources)."""
-    runs, left, setups = lra_runs(df, include_reduced)
+    the published rows' sources). The paper's decoder protocol (setup preset paper) is left to
+    lra_decoders_table: these rows are the benchmark's model sizes."""
+    runs, left, setups = lra_runs(df, include_reduced, paper=False)
     rows, summary = [], []
     for m, setup in setups:
         row, means = {"Model": m, "Setup": setup}, {}
@@ -419,22 +430,15 @@ def lra_compare_table(df: pd.DataFrame, include_reduced: bool = False, base: str
     return pd.DataFrame(rows)
 
 
-PAPER_SETUP = "preset paper"  # the WaveletGPT paper's own decoder protocol (tasks/paper/lra_decoders.yaml)
-
-
-def is_paper_setup(setup: str) -> bool:
-    return setup == PAPER_SETUP or setup.startswith(PAPER_SETUP + " at ")
-
-
 def lra_decoders_table(df: pd.DataFrame, include_reduced: bool = False, base: str = "wavelet",
                        baseline: str = LM_BASELINE) -> pd.DataFrame:
     """The paper's own LRA protocol, in its own table: GPT (`baseline`) and WaveletGPT (`base`) at the paper's size
     (each task's `paper` preset), test accuracy mean ± std (n) per task, and per setup a row of the difference
     (points) with its 95% Welch interval over seeds. Only the tasks where such a run exists are columns."""
-    runs, _, setups = lra_runs(df, include_reduced)
+    runs, _, setups = lra_runs(df, include_reduced, paper=True)
     ok = runs[(runs.status == "ok") & runs.value.notna()]
-    setups = sorted({s for _, s in setups if is_paper_setup(s)})
-    tasks = [t for t in LRA_TASKS if ((runs.task == t) & runs.setup.map(is_paper_setup)).any()]
+    setups = sorted({s for _, s in setups})
+    tasks = [t for t in LRA_TASKS if (runs.task == t).any()]
     rows = []
     for setup in setups:
         for m in (baseline, base):
@@ -808,12 +812,12 @@ def write_reports(paths, out: Path, tables=("lra", "pretrain", "ablation"), incl
             "not comparable with the published rows. † = substitute data (not comparable with published numbers). "
             "‡ = the cell pools runs of different configurations (or one seed twice): report one configuration "
             "per folder. Chance = a constant guess.", *table.attrs.get("notes", [])])
-        paper = table.Setup.map(is_paper_setup)
-        if paper.any():
+        decoders = lra_decoders_table(df, include_reduced)
+        if len(decoders):
             note += "\n\nThe paper's own decoder protocol (setup preset paper) is in lra_decoders_table.md."
-        written["lra"] = _write(out / "lra_table", table[~paper].reset_index(drop=True), "LRA", note)
-        if paper.any():
-            written["lra_decoders"] = _write(out / "lra_decoders_table", lra_decoders_table(df, include_reduced),
+        written["lra"] = _write(out / "lra_table", table, "LRA", note)
+        if len(decoders):
+            written["lra_decoders"] = _write(out / "lra_decoders_table", decoders,
                                              "LRA: the paper's protocol, GPT vs WaveletGPT at the paper's size",
                                              DECODERS_NOTE)
         results.atomic_write_text(out / "lra_summary.csv", summary.to_csv(index=False))
