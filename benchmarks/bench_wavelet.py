@@ -264,7 +264,33 @@ def sweep_inplace(B: int = 64, T: int = 512, E: int = 128) -> None:
 MODES = {"eager": None, "compiled": "default", "graphs": "reduce-overhead"}  # label -> torch.compile mode
 
 
-def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bool) -> None:
+def cuda_ms(fn, steps: int) -> float:
+    """Milliseconds per call of fn over `steps` calls, by CUDA events."""
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for _ in range(steps):
+        fn()
+    e.record()
+    torch.cuda.synchronize()
+    return s.elapsed_time(e) / steps
+
+
+def timed_rounds(runs: dict, rounds: int, steps: int, deadline: float | None = None, timer=cuda_ms) -> int:
+    """Interleaved rounds (every configuration once per round, so machine drift hits all alike), appending
+    each configuration's ms per step to its list (runs: key -> (step, times, ...)); no round starts after
+    `deadline` (time.time()). Returns the rounds done."""
+    done = 0
+    for _ in range(rounds):
+        if deadline is not None and time.time() > deadline:
+            break
+        for step, times, *_ in runs.values():
+            times.append(timer(step, steps))
+        done += 1
+    return done
+
+
+def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bool,
+                deadline: float | None = None) -> None:
     say(f"## Training step at paper size (batch {batch}, bf16 autocast, fused AdamW, grad clip; ms per step)")
     say()
     task = types.SimpleNamespace(kind="lm", seq_len=512, vocab_size=256, n_classes=0, pad_id=None)
@@ -281,6 +307,9 @@ def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bo
     for label, name, kw, spec_modes in specs:
         for mode in spec_modes:
             if mode not in modes:
+                continue
+            if deadline is not None and time.time() > deadline:
+                failures.append(f"{label} {mode}: not run (--budget-s reached before its warm-up)")
                 continue
             cls = MODELS.get(name)
             train_cfg = TrainConfig(compile=MODES[mode] is not None, compile_mode=MODES[mode] or "default")
@@ -299,19 +328,11 @@ def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bo
                 continue
             runs[(label, mode)] = (step, [], time.time() - t0, losses)
             print(f"  {label} {mode}: warm-up {time.time() - t0:.1f} s, losses {losses}", flush=True)
-    for _ in range(rounds):  # interleaved: every configuration once per round
-        for key, (step, times, _, _) in runs.items():
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            for _ in range(steps):
-                step()
-            e.record()
-            torch.cuda.synchronize()
-            times.append(s.elapsed_time(e) / steps)
+    done = timed_rounds(runs, rounds, steps, deadline)
 
     def cell(label, mode):
         k, g = (label, mode), ("gpt", mode)
-        if k not in runs or g not in runs:
+        if k not in runs or g not in runs or not runs[k][1]:
             return "- | -"
         t, tg = runs[k][1], runs[g][1]
         ratios = sorted(a / b for a, b in zip(t, tg))  # paired: the same round, so machine drift cancels
@@ -330,9 +351,10 @@ def train_steps(modes: list[str], batch: int, rounds: int, steps: int, extra: bo
     say(f"Modes: eager; compiled = torch.compile default mode; graphs = torch.compile mode='reduce-overhead' "
         f"(CUDA graphs). impl auto (the default) runs the triton row's code in eager mode and "
         f"{'the triton' if triton_ops.COMPILED_KERNEL else 'the prefix'} row's under torch.compile. "
-        f"{rounds} interleaved rounds of {steps} steps per configuration; ms = median of the round means; "
+        f"{done} interleaved rounds" + (f" (of {rounds}: --budget-s)" if done < rounds else "") +
+        f" of {steps} steps per configuration; ms = median of the round means; "
         "'/ gpt' = median [quartiles] over rounds of the ratio to GPT's time in the same round. Range of the "
-        "round means: " + ", ".join(f"{k[0]} {k[1]} {min(v[1]):.2f}-{max(v[1]):.2f}" for k, v in runs.items()))
+        "round means: " + ", ".join(f"{k[0]} {k[1]} {min(v[1]):.2f}-{max(v[1]):.2f}" for k, v in runs.items() if v[1]))
     say()
 
 
@@ -354,7 +376,11 @@ def main() -> int:
     ap.add_argument("--modes", default="eager,compiled,graphs", help="step timings: any of " + ",".join(MODES))
     ap.add_argument("--skip-op", action="store_true", help="only the training steps")
     ap.add_argument("--extra", action="store_true", help="also time wavelet-learnable and wavelet-ema")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="start no step warm-up or timed round after this many seconds from the start (the table "
+                         "then says how many rounds ran); each compile warm-up takes 25-40 s on an H200")
     args = ap.parse_args()
+    deadline = None if args.budget_s is None else time.time() + args.budget_s
     if not torch.cuda.is_available() or not triton_ops.HAS_TRITON:
         print("this benchmark needs CUDA and triton", file=sys.stderr)
         return 1
@@ -387,7 +413,7 @@ def main() -> int:
         op_table(sizes, not args.no_compile)
         write_md(args.md, header)
     modes = [m for m in args.modes.split(",") if m and (m == "eager" or not args.no_compile)]
-    train_steps(modes, args.batch, args.rounds, args.steps, args.extra)
+    train_steps(modes, args.batch, args.rounds, args.steps, args.extra, deadline)
     write_md(args.md, header)
     return 0
 

@@ -51,3 +51,22 @@ def test_mfu_counts_the_models_flops_not_the_zero_columns_of_padded_heads():
     per_token = [r["flops_per_s"] / r["tokens_per_s"]
                  for r in (bench.measure("pathfinder", "transformer", "base", a, CPU) for a in runs)]
     assert per_token[0] == pytest.approx(per_token[1], rel=1e-9)
+
+
+def test_bench_wavelet_rounds_stop_at_the_budget_and_stay_interleaved(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_wavelet", REPO / "benchmarks" / "bench_wavelet.py")
+    wav = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wav)
+    clock = [0.0]
+    monkeypatch.setattr(wav.time, "time", lambda: clock[0])
+    calls = []
+
+    def timer(step, steps):  # each configuration's timing takes 10 s of the (fake) clock
+        calls.append(step)
+        clock[0] += 10
+        return 1.0
+
+    runs = {k: (k, [], 0.0, []) for k in ("gpt", "wavelet")}
+    assert wav.timed_rounds(runs, rounds=5, steps=3, deadline=35.0, timer=timer) == 2  # round 3 starts at 40 s
+    assert calls == ["gpt", "wavelet", "gpt", "wavelet"] and all(len(v[1]) == 2 for v in runs.values())
+    assert wav.timed_rounds(runs, rounds=2, steps=3, timer=timer) == 2  # no budget: every round
