@@ -205,7 +205,7 @@ def cmd_list(a) -> int:
 
         rows = []
         for name in MODELS.names():
-            cfg = config_mod.resolve(a.task, name)
+            cfg = config_mod.resolve(a.task, name, a.preset)
             t = TASKS.get(a.task)(cfg.task)
             try:  # the check run makes: a model that cannot run on this task is listed as n/a, with the reason
                 c = count(build_model(t, cfg.model), t)
@@ -215,7 +215,8 @@ def cmd_list(a) -> int:
             except (UserError, RuntimeError) as e:
                 why = str(e).removeprefix(f"model '{name}'").lstrip(": ").split(": ")[0]
                 rows.append({"model": name, "params": "-", "GFLOPs/example": "-", "description": f"n/a: {why}"})
-        print(f"at the reference size of task '{a.task}' (tasks/{a.task}.yaml):")
+        size = f"preset '{a.preset}'" if a.preset else "the reference size"
+        print(f"at {size} of task '{a.task}' (tasks/{a.task}.yaml):")
         print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
@@ -297,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered tasks or models")
     ls.add_argument("what", choices=["tasks", "models"])
     ls.add_argument("--task", default="listops", help="task whose reference size is used for model sizes")
+    ls.add_argument("--preset", help="a named block of the task's YAML (e.g. paper) to size the models by instead")
     ls.set_defaults(fn=cmd_list)
 
     sw = sub.add_parser("sweep", help="task × model × seed grid; skips finished cells, resumes unfinished ones")

@@ -77,6 +77,27 @@ def test_list_models_marks_what_cannot_run_on_the_task(capsys, monkeypatch):
     assert "n/a" not in rows["gpt"] and "n/a" not in rows["wavelet"]
 
 
+def test_list_models_sizes_them_by_a_preset_when_asked(capsys, monkeypatch):
+    from lra_wavelet import flops
+
+    real = flops.count
+    monkeypatch.setattr(flops, "count", lambda model, task: {**real(model.to("meta"), task),
+                                                             "params": sum(p.numel() for p in model.parameters())})
+
+    def params(args):
+        assert main(["list", "models", "--task", "listops", *args]) == 0
+        out = capsys.readouterr().out
+        return out.splitlines()[0], {ln.split()[0]: int(ln.split()[1].replace(",", ""))
+                                     for ln in out.splitlines()[2:] if ln.strip()}
+
+    head, ref = params([])
+    assert "the reference size" in head and ref["transformer"] == 8_948_746
+    head, paper = params(["--preset", "paper"])
+    assert "preset 'paper'" in head and paper["gpt"] == paper["wavelet"] < ref["gpt"] // 4  # 10 layers of width 128
+    assert main(["list", "models", "--task", "listops", "--preset", "nosuch"]) == 2
+    assert "unknown preset 'nosuch'" in capsys.readouterr().err
+
+
 def test_validate_builds_the_model(capsys):
     assert main(["validate", "--task", "listops", "--model", "gpt", "--preset", "quick"]) == 0
     assert "# parameters: " in capsys.readouterr().out
