@@ -334,6 +334,18 @@ def _left_out_note(left: pd.DataFrame) -> list[str]:
             "e.g. made with --preset quick: pass --include-reduced to show them."]
 
 
+def _cell(df: pd.DataFrame, cell: pd.DataFrame) -> tuple[str, pd.DataFrame, int, str]:
+    """(the table's text for one cell's runs, its finished runs, how many of those collapsed, the text beside n):
+    mean ± std (n, ...) and marks; FAIL / unfinished when none finished; '—' when none ran."""
+    ok = cell[(cell.status == "ok") & cell.value.notna()]
+    n_collapsed = _n_collapsed(df, ok)
+    extra = ", ".join(filter(None, [f"{n_collapsed} collapsed" if n_collapsed else "", _not_finished(cell)]))
+    if len(ok):
+        scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
+        return _fmt(ok.value.tolist(), scale=scale, extra=extra) + cell_marks(cell), ok, n_collapsed, extra
+    return (_none_finished(cell, extra) if len(cell) else "—"), ok, n_collapsed, extra
+
+
 def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(Markdown-ready table of strings, tidy numeric summary) of the headline test metric per model, setup
     and task. The table's `attrs['notes']` holds the caption lines that depend on the rows (what was left out,
@@ -345,13 +357,10 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
         row, means = {"Model": m, "Setup": setup}, {}
         for t, col in LRA_TASKS.items():
             cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t)]
-            ok = cell[(cell.status == "ok") & cell.value.notna()]
-            n_collapsed = _n_collapsed(df, ok)
-            extra = ", ".join(filter(None, [f"{n_collapsed} collapsed" if n_collapsed else "", _not_finished(cell)]))
+            row[col], ok, n_collapsed, extra = _cell(df, cell)
             if len(ok):
                 scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
                 marks = cell_marks(cell)
-                row[col] = _fmt(ok.value.tolist(), scale=scale, extra=extra) + marks
                 means[t] = float((ok.value * scale).mean())  # as _fmt rounds it: the Avg agrees with the cell
                 summary.append({"model": m, "setup": setup, "task": t, "metric": ok.metric.iloc[0],
                                 "mean": means[t], "std": float(ok.value.std(ddof=1)) * scale if len(ok) > 1
@@ -360,10 +369,6 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
                                 "reduced": bool(cell.reduced.any()), "configurations": int(ok.config_id.nunique()),
                                 "deviations": "; ".join(sorted(set(ok.deviations) - {""})),
                                 "marks": marks.strip()})
-            elif len(cell):
-                row[col] = _none_finished(cell, extra)
-            else:
-                row[col] = "—"
         ran = [means[t] for t in AVG_TASKS if t in means]
         row["Avg"] = "—" if not ran else (f"{np.mean(ran):.2f}" + ("" if len(ran) == 5 else f" ({len(ran)}/5 tasks)"))
         rows.append(row)
@@ -436,35 +441,21 @@ def lra_decoders_table(df: pd.DataFrame, include_reduced: bool = False, base: st
     (each task's `paper` preset), test accuracy mean ± std (n) per task, and per setup a row of the difference
     (points) with its 95% Welch interval over seeds. Only the tasks where such a run exists are columns."""
     runs, _, setups = lra_runs(df, include_reduced, paper=True)
-    ok = runs[(runs.status == "ok") & runs.value.notna()]
-    setups = sorted({s for _, s in setups})
     tasks = [t for t in LRA_TASKS if (runs.task == t).any()]
     rows = []
-    for setup in setups:
-        for m in (baseline, base):
-            row = {"Model": m, "Setup": setup}
-            for t in tasks:
-                cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t)]
-                good = cell[(cell.status == "ok") & cell.value.notna()]
-                extra = ", ".join(filter(None, [f"{n} collapsed" if (n := _n_collapsed(df, good)) else "",
-                                                _not_finished(cell)]))
-                if len(good):
-                    scale = 100.0 if good.metric.iloc[0] == "accuracy" else 1.0
-                    row[LRA_TASKS[t]] = _fmt(good.value.tolist(), scale=scale, extra=extra) + cell_marks(cell)
-                else:
-                    row[LRA_TASKS[t]] = _none_finished(cell, extra) if len(cell) else "—"
-            rows.append(row)
-        row = {"Model": f"{base} − {baseline}", "Setup": setup}
+    for setup in sorted({s for _, s in setups}):
+        rows += [{"Model": baseline, "Setup": setup}, {"Model": base, "Setup": setup}]
+        diff = {"Model": f"{base} − {baseline}", "Setup": setup}
         for t in tasks:
-            a = ok[(ok.model == base) & (ok.setup == setup) & (ok.task == t)]
-            b = ok[(ok.model == baseline) & (ok.setup == setup) & (ok.task == t)]
-            if not (len(a) and len(b)):
-                row[LRA_TASKS[t]] = "—"
-                continue
-            scale = 100.0 if a.metric.iloc[0] == "accuracy" else 1.0
-            d, lo, hi = welch_interval(a.value * scale, b.value * scale)
-            row[LRA_TASKS[t]] = f"{d:+.2f}" + ("" if np.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
-        rows.append(row)
+            here = runs[(runs.setup == setup) & (runs.task == t)]
+            rows[-2][LRA_TASKS[t]], b, _, _ = _cell(df, here[here.model == baseline])
+            rows[-1][LRA_TASKS[t]], a, _, _ = _cell(df, here[here.model == base])
+            diff[LRA_TASKS[t]] = "—"
+            if len(a) and len(b):
+                scale = 100.0 if a.metric.iloc[0] == "accuracy" else 1.0
+                d, lo, hi = welch_interval(a.value * scale, b.value * scale)
+                diff[LRA_TASKS[t]] = f"{d:+.2f}" + ("" if np.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
+        rows.append(diff)
     return pd.DataFrame(rows, columns=["Model", "Setup", *(LRA_TASKS[t] for t in tasks)])
 
 
