@@ -209,6 +209,30 @@ def spread(rs: list[dict], key: str, scale: float, unit: str) -> str:
     return f"{statistics.median(v):.3g}{unit}" + (f" ({min(v):.3g}-{max(v):.3g})" if len(v) > 1 else "")
 
 
+def minutes_table(table: dict, tasks: list, models: list, variants: list, seeds: int) -> list[str]:
+    """The GPU minutes of the LRA table per task and variant: reference max_steps / measured steps per second x
+    seeds, summed over the models; '(incomplete)' where a model's cell is missing, no number where none was
+    measured (a variant that failed in every cell: no number, not 0)."""
+    out = ["| task | " + " | ".join(f"{v} min" for v in variants) + " |", "|---|" + "---|" * len(variants)]
+    totals = dict.fromkeys(variants, 0.0)
+    complete = dict.fromkeys(variants, True)
+    measured = dict.fromkeys(variants, False)
+    for task_name in tasks:
+        cells = []
+        for v in variants:
+            rs = [table.get((task_name, m, v)) for m in models]
+            minutes = sum(r["ref_steps"] / r["steps_per_s"] / 60 * seeds for r in rs if r)
+            complete[v] &= all(rs)
+            measured[v] |= any(rs)
+            totals[v] += minutes
+            cells.append("- (none measured)" if not any(rs) else f"{minutes:.0f}" + ("" if all(rs) else " (incomplete)"))
+        out.append(f"| {task_name} | " + " | ".join(cells) + " |")
+    out.append("| **all** | " + " | ".join("- (none measured)" if not measured[v] else
+                                          f"**{totals[v]:.0f}**" + ("" if complete[v] else " (incomplete)")
+                                          for v in variants) + " |")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", nargs="+", default=LRA_TASKS)
@@ -290,21 +314,8 @@ def main() -> int:
     say(f"GPU minutes of the LRA table at the reference budgets ({args.seeds} seeds per cell; reference max_steps / "
         "measured steps per second, the median of the repeats):")
     say()
-    say("| task | " + " | ".join(f"{v} min" for v in variants) + " |")
-    say("|---|" + "---|" * len(variants))
-    totals = dict.fromkeys(variants, 0.0)
-    complete = dict.fromkeys(variants, True)
-    for task_name in args.tasks:
-        cells = []
-        for v in variants:
-            rs = [table.get((task_name, m, v)) for m in args.models]
-            minutes = sum(r["ref_steps"] / r["steps_per_s"] / 60 * args.seeds for r in rs if r)
-            complete[v] &= all(rs)
-            totals[v] += minutes
-            cells.append(f"{minutes:.0f}" + ("" if all(rs) else " (incomplete)"))
-        say(f"| {task_name} | " + " | ".join(cells) + " |")
-    say("| **all** | " + " | ".join(f"**{totals[v]:.0f}**" + ("" if complete[v] else " (incomplete)")
-                                   for v in variants) + " |")
+    for line in minutes_table(table, args.tasks, args.models, variants, args.seeds):
+        say(line)
     say()
     if args.md:
         Path(args.md).parent.mkdir(parents=True, exist_ok=True)

@@ -588,8 +588,30 @@ def stack_seeds(parts: list, compile: bool = False, mode: str = "default") -> Se
     fn = torch.func.vmap(one, randomness="different")
     if compile:
         fn = torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
+        if p0.device.type == "cuda":
+            fn = _without_cudnn_attention(fn)
     return SeedStack(parts, params, buffers, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(p0.cfg.train)),
                      fn, mode if compile else None)
+
+
+def sdpa_backends_for_stack() -> list:
+    """The attention kernels a compiled stack may use on CUDA: every one but cuDNN's. Compiling the vmapped step
+    with cuDNN attention fails (torch 2.11, H200: `TypeError: expected Tensor() for op:
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default`, results/benchmarks/throughput_stacked_2026-12-04.md);
+    the others compute the same attention."""
+    from torch.nn.attention import SDPBackend
+    return [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def _without_cudnn_attention(fn: Callable) -> Callable:
+    """fn called under sdpa_kernel(sdpa_backends_for_stack()): set outside the compiled function, so the kernel
+    choice is made when torch.compile traces the forward and backward, and the graph keeps it."""
+    from torch.nn.attention import sdpa_kernel
+
+    def call(*args):
+        with sdpa_kernel(sdpa_backends_for_stack()):
+            return fn(*args)
+    return call
 
 
 def stacked_host_batch(st: SeedStack, step: int) -> dict:

@@ -70,3 +70,13 @@ def test_bench_wavelet_rounds_stop_at_the_budget_and_stay_interleaved(monkeypatc
     assert wav.timed_rounds(runs, rounds=5, steps=3, deadline=35.0, timer=timer) == 2  # round 3 starts at 40 s
     assert calls == ["gpt", "wavelet", "gpt", "wavelet"] and all(len(v[1]) == 2 for v in runs.values())
     assert wav.timed_rounds(runs, rounds=2, steps=3, timer=timer) == 2  # no budget: every round
+
+
+def test_the_minutes_table_gives_no_number_for_a_variant_that_ran_nowhere():
+    # 2026-12-04: seeds3c failed in every cell and the table said "0 (incomplete)", as if it cost nothing
+    table = {("listops", "transformer", "fast"): {"ref_steps": 5000, "steps_per_s": 25.0},
+             ("listops", "wavelet", "fast"): {"ref_steps": 5000, "steps_per_s": 50.0},
+             ("listops", "wavelet", "seeds3"): {"ref_steps": 5000, "steps_per_s": 10.0}}
+    rows = bench.minutes_table(table, ["listops"], ["transformer", "wavelet"], ["fast", "seeds3", "seeds3c"], 3)
+    assert rows[2] == "| listops | 15 | 25 (incomplete) | - (none measured) |"  # (200 + 100) s x 3; 500 s x 3
+    assert rows[3] == "| **all** | **15** | **25** (incomplete) | - (none measured) |"

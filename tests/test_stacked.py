@@ -164,3 +164,20 @@ def test_a_compiled_stack_gives_the_same_numbers(tmp_path, separate, monkeypatch
         same_numbers(ref, o.run_dir)
         env = json.loads((o.run_dir / "env.json").read_text())
         assert env["compiled"] is True and env["stacked_with"]
+
+
+def test_a_compiled_stack_on_cuda_keeps_cudnn_attention_out_while_it_traces_and_runs():
+    # The compiled vmapped step failed with cuDNN attention on the H200 (torch 2.11); the wrapper that
+    # stack_seeds puts around it there turns only that kernel off, for the call alone.
+    seen = []
+
+    def step(*args):
+        seen.append((torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+                     torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.math_sdp_enabled()))
+        return args
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    assert T._without_cudnn_attention(step)(1, 2) == (1, 2)
+    assert seen == [(False, True, True, True)]
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
