@@ -116,7 +116,7 @@ def test_committed_lra_rows_keep_their_config_hash():
 def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
     """Each results/lra/runs/<task>/<model>/<run_id>/config.yaml resolves to its folder's hash suffix, and so does
     the reference configuration, or for the decoders run before they took the benchmark's conventions its preset
-    gpt-init, at its train.max_steps (what a sweep with [--preset gpt-init] --set train.max_steps=N looks for): a
+    gpt-init, or for the decoders at the paper's size its preset paper, at its train.max_steps (what a sweep with [--preset gpt-init] --set train.max_steps=N looks for): a
     key added later (config.LATER_KEYS), a new default or a task YAML's models: block must rename none.
     Except one change made on purpose: Image, Pathfinder and Path-X took the benchmark's cosine period
     (train.cosine_cycle max_steps), so the Pathfinder runs made before it, at after_warmup, are no longer the
@@ -128,7 +128,8 @@ def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
         d, suffix = yaml.safe_load(f.read_text()), f.parent.name.rsplit("-", 1)[1]
         assert C.resolve(config_file=str(f)).hash == suffix, f
         sets = (f"seed={d['seed']}", f"train.max_steps={d['train']['max_steps']}")
-        preset = "gpt-init" if d["model"]["init"] == "gpt" else None
+        paper = (d["model"]["n_layers"], d["model"]["d_model"]) == (10, 128)  # tasks/paper/lra_decoders.yaml's size
+        preset = "gpt-init" if d["model"]["init"] == "gpt" else "paper" if paper else None
         ref = C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets)
         if "cosine_cycle" not in d["train"] and ref.train.cosine_cycle == "max_steps":
             old_cycle.append(f.parent.name)
