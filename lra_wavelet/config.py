@@ -124,6 +124,12 @@ class TrainConfig:
     # classifiers: pad trimmed batches up to one of this many lengths (0: multiples of 128, or with train.compile
     # the full length, one static shape)
     length_buckets: int = 0
+    # classifiers with a pad-invariant model: each training (and evaluation) batch split into this many equal
+    # micro-batches of its rows sorted by length, each trimmed on its own (to a bucket of train.length_buckets;
+    # compiled: 8 buckets unless set), so short rows stop paying for the longest: the same update as one batch
+    # (each micro-batch's mean loss / their number, as train.grad_accum), dropout drawn per micro-batch. 1: off;
+    # a model that is not pad-invariant keeps whole batches (env.json: length_groups)
+    length_groups: int = 1
     lazy_metrics: bool = True  # read loss / accuracy / the NaN flag on the host only at log steps (no per-step sync)
     prefetch: int = 2  # batches prepared ahead in a background thread (0: on the critical path)
     # attention heads narrower than this are zero-padded to it for SDPA (0: never): the same attention (under
@@ -138,7 +144,7 @@ class TrainConfig:
     logger: Literal["none", "tensorboard", "wandb"] = "none"  # curves also to TensorBoard / W&B (loggers.py)
 
     def __post_init__(self):
-        for key in ("grad_accum",):
+        for key in ("grad_accum", "length_groups"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         for key in ("length_buckets", "prefetch", "eval_batch_size", "attn_pad_heads"):
@@ -150,7 +156,7 @@ class TrainConfig:
 # see RunConfig.hash), memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
 SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "compile_mode", "grad_accum", "memory_check",
-                   "length_buckets", "lazy_metrics", "prefetch", "eval_batch_size", "logger", "attn_pad_heads")
+                   "length_buckets", "length_groups", "lazy_metrics", "prefetch", "eval_batch_size", "logger", "attn_pad_heads")
 # keys added after committed runs were made, each with the default that reproduces those runs: at that default a
 # key is left out of the hash, so adding a switch never renames (and so never re-runs) a finished run
 # (model.cls_mask 'first_token' differs from the earlier behaviour only where a sequence opens with padding, which

@@ -47,6 +47,9 @@ def check_stackable(cfgs: list[RunConfig]) -> None:
         if dataclasses.replace(c, seed=0).hash != base:
             raise UserError(f"stacked seeds must share one configuration: {c.task.name} / {c.model.name} seed {c.seed} "
                             f"differs from seed {cfgs[0].seed} in more than its seed")
+    if cfgs[0].train.length_groups > 1:
+        raise UserError(f"train.length_groups={cfgs[0].train.length_groups}: not with stacked seeds (a stack trains "
+                        "every seed's batch whole, trimmed together); leave it at 1 or train the seeds one by one")
     seeds = [c.seed for c in cfgs]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"stacked seeds must be distinct, got {seeds}")

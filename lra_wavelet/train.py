@@ -151,12 +151,18 @@ def bucket_lengths(seq_len: int, buckets: int) -> list[int]:
     return sorted({min(seq_len, -(-seq_len * k // buckets // 8) * 8) for k in range(1, buckets + 1)})
 
 
+GROUPED_BUCKETS = 8  # compiled and train.length_groups > 1: the lengths a micro-batch may take (8 static graphs)
+
+
 def length_buckets(t: config_mod.TrainConfig) -> int:
     """train.length_buckets, where 0 means multiples of 128 when eager and the full length when compiled: a
     compiled model gets one static shape (each new length would be a recompile, and dynamic-shape graphs
     and a compiled ListOps transformer whose trimmed lengths varied failed on CUDA, torch 2.11: "shape
-    '[1921, 512]' is invalid for input of size 1")."""
-    return t.length_buckets or (1 if t.compile else 0)
+    '[1921, 512]' is invalid for input of size 1"), or with train.length_groups GROUPED_BUCKETS static shapes
+    (one length for every micro-batch would undo the grouping)."""
+    if t.length_buckets or not t.compile:
+        return t.length_buckets
+    return GROUPED_BUCKETS if t.length_groups > 1 else 1
 
 
 def trim_padding(batch: dict, pad_id: int, multiple: int = 128, buckets: int = 0) -> dict:
@@ -171,6 +177,27 @@ def trim_padding(batch: dict, pad_id: int, multiple: int = 128, buckets: int = 0
     else:
         n = min(x.shape[-1], -(-need // multiple) * multiple)
     return {**batch, "x": x[..., :n]} if n < x.shape[-1] else batch
+
+
+def row_lengths(x: np.ndarray, pad_id: int) -> np.ndarray:
+    """Each row's length: one past its last position that is not padding (0 for an all-padding row); a row of
+    several documents (retrieval's (2, L)) counts its longest."""
+    used = (x != pad_id).reshape(x.shape[0], -1, x.shape[-1]).any(1)
+    last = x.shape[-1] - np.argmax(used[:, ::-1], axis=1)
+    return np.where(used.any(1), last, 0)
+
+
+def group_by_length(batch: dict, pad_id: int, groups: int, buckets: int = 0) -> list[tuple[np.ndarray, dict]]:
+    """`groups` equal micro-batches of the batch's rows, shortest rows first (a stable sort by row_lengths), each
+    trimmed on its own (trim_padding); with each, the indices of its rows in the batch. Exact for pad-invariant
+    models, as trim_padding: a row's logits do not depend on which rows share its micro-batch."""
+    n = len(batch["y"])
+    order = np.argsort(row_lengths(batch["x"], pad_id), kind="stable")
+    out = []
+    for i in range(groups):
+        idx = order[i * n // groups:(i + 1) * n // groups]
+        out.append((idx, trim_padding({k: v[idx] for k, v in batch.items()}, pad_id, buckets=buckets)))
+    return out
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -230,6 +257,7 @@ class Parts:
     rank: int = 0
     world: int = 1
     trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
+    groups: int = 1  # micro-batches of rows sorted by length, each trimmed (train.length_groups where trim holds)
     curves: loggers.Logger = field(default_factory=loggers.Logger)  # TensorBoard / W&B views (train.logger)
     resumed_curve: Optional[str] = None  # metrics.jsonl as it was when the checkpoint resumed from was saved
     resumed_best: Optional[dict] = None  # best.pt's weights then (train.test_on=best)
@@ -260,6 +288,15 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     if t.batch_size % (world * t.grad_accum):
         raise UserError(f"train.batch_size ({t.batch_size}) must be divisible by the number of processes ({world}) "
                         f"times train.grad_accum ({t.grad_accum})")
+    if t.length_groups > 1:
+        if t.grad_accum > 1:
+            raise UserError(f"train.length_groups={t.length_groups} and train.grad_accum={t.grad_accum}: both split "
+                            "the batch into micro-batches; set one of them (length_groups also sorts rows by length)")
+        for what, n in (("train.batch_size", t.batch_size // world), ("the evaluation batch",
+                                                                      t.eval_batch_size or t.batch_size)):
+            if n % t.length_groups:
+                raise UserError(f"train.length_groups={t.length_groups}: {what} per process ({n}) must be divisible "
+                                "by it (equal micro-batches)")
     torch.manual_seed(cfg.seed)
     task = TASKS.get(cfg.task.name)(cfg.task) if task is None else task
     given = cfg
@@ -292,7 +329,8 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     trim = task.kind != "lm" and task.pad_id is not None and model.pad_invariant
-    return Parts(cfg, task, splits, model, net, opt, sched, amp, device, rank, world, trim, given=given)
+    return Parts(cfg, task, splits, model, net, opt, sched, amp, device, rank, world, trim,
+                 groups=t.length_groups if trim else 1, given=given)
 
 
 def host_batch(p: Parts, step: int) -> dict:
@@ -300,6 +338,9 @@ def host_batch(p: Parts, step: int) -> dict:
     asynchronous)."""
     t = p.cfg.train
     batch = p.splits["train"].train_batch(step, t.batch_size, p.cfg.seed)
+    if p.groups > 1:  # this rank's rows, then its micro-batches: a list of batches
+        mine = {k: v[p.rank::p.world] if p.world > 1 else v for k, v in batch.items()}
+        return [host_tensors(p, mb) for _, mb in group_by_length(mine, p.task.pad_id, p.groups, length_buckets(t))]
     if p.trim:
         batch = trim_padding(batch, p.task.pad_id, buckets=length_buckets(t))
     return host_tensors(p, {k: v[p.rank::p.world] if p.world > 1 else v for k, v in batch.items()})
@@ -315,10 +356,12 @@ def host_tensors(p: Parts, batch: dict) -> dict:
 def batches(p: Parts, start: int, make: Optional[Callable] = None):
     """Device batches of steps start, start+1, ...; with train.prefetch > 0 a background thread prepares that
     many batches ahead, so data never waits on the GPU (the batches are the same: a pure function of the step).
-    make(step): the host batch of a step (default: host_batch of `p`; stacked seeds pass theirs)."""
+    make(step): the host batch of a step (default: host_batch of `p`; stacked seeds pass theirs), or a list of
+    micro-batches (train.length_groups)."""
     ahead, step = p.cfg.train.prefetch, start
     make = make or (lambda s: host_batch(p, s))
-    dev = lambda b: {k: v.to(p.device, non_blocking=True) for k, v in b.items()}  # noqa: E731
+    one = lambda b: {k: v.to(p.device, non_blocking=True) for k, v in b.items()}  # noqa: E731
+    dev = lambda b: [one(mb) for mb in b] if isinstance(b, list) else one(b)  # noqa: E731
     if not ahead:
         while True:
             yield dev(make(step))
@@ -335,15 +378,20 @@ def batches(p: Parts, start: int, make: Optional[Callable] = None):
 
 def forward_backward(p: Parts, batch: dict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Gradients of the batch's mean loss, in train.grad_accum equal micro-batches (the same gradient as one
-    batch: each micro-batch's mean loss is divided by their number). Returns the batch's mean loss and, for
-    classifiers, its fraction of correct predictions (0-d tensors on the device)."""
+    batch: each micro-batch's mean loss is divided by their number), or over the equal micro-batches `batch`
+    already is (a list: train.length_groups). Returns the batch's mean loss and, for classifiers, its fraction
+    of correct predictions (0-d tensors on the device)."""
     t = p.cfg.train
-    k, n = t.grad_accum, batch["y"].shape[0]
+    if isinstance(batch, list):
+        mbs = batch
+    else:
+        k, n = t.grad_accum, batch["y"].shape[0]
+        mbs = [batch] if k == 1 else [{key: v[i * n // k:(i + 1) * n // k] for key, v in batch.items()} for i in range(k)]
+    k = len(mbs)
     graphs = t.compile and t.compile_mode == "reduce-overhead"
     p.opt.zero_grad(set_to_none=True)
     losses, correct = [], []
-    for i in range(k):
-        mb = batch if k == 1 else {key: v[i * n // k:(i + 1) * n // k] for key, v in batch.items()}
+    for i, mb in enumerate(mbs):
         if graphs:  # CUDA graphs: this forward may reuse the previous one's output memory
             torch.compiler.cudagraph_mark_step_begin()
         sync = contextlib.nullcontext() if p.world == 1 or i == k - 1 else p.net.no_sync()  # all-reduce once
@@ -431,19 +479,16 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
         seen += n
         if i % world != rank:
             continue
-        b = to_device(trim_padding(batch, task.pad_id, buckets=length_buckets(cfg.train)) if trim else batch, device)
-        x, rows = b["x"], len(b["x"])
-        if cfg.train.compile and rows < bs:  # a short last group, filled with copies of its last row (their
-            x = torch.cat([x, x[-1:].expand(bs - rows, *x.shape[1:])])  # logits dropped): one shape, one graph
-        with amp():
-            logits = model({**b, "x": x})[:rows]
-        # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
-        loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), b["y"].reshape(-1),
-                                    reduction="sum")
-        count += b["y"].numel()
-        if task.kind != "lm":
-            preds.append(logits.argmax(-1))
-            labels.append(b["y"])
+        for b, rows in _eval_pieces(batch, task, cfg, bs, trim, device):
+            with amp():
+                logits = model(b)[:rows]
+            y = b["y"][:rows]
+            # sums and predictions stay on the device until the pass ends: one host sync per pass, not per batch
+            loss_sum += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+            count += y.numel()
+            if task.kind != "lm":
+                preds.append(logits.argmax(-1))
+                labels.append(y)
     loss_sum = float(loss_sum)
     preds = [torch.cat(preds).cpu().numpy()] if preds else []
     labels = [torch.cat(labels).cpu().numpy()] if labels else []
@@ -459,6 +504,33 @@ def evaluate(model, split, task, cfg: RunConfig, device, amp, rank: int = 0, wor
     if task.kind == "lm":
         return lm_metrics(loss)
     return {"loss": loss, **classification_metrics(np.concatenate(labels), np.concatenate(preds), task.n_classes)}
+
+
+def _eval_pieces(batch: dict, task, cfg: RunConfig, bs: int, trim: bool, device):
+    """An evaluation batch as the model takes it: (device batch, rows to keep) pieces. Trimmed where the model
+    is pad-invariant; compiled, a short last batch is filled to `bs` rows with copies of its last row (their
+    logits dropped: one shape, one graph); with train.length_groups, its micro-batches by length, the filling
+    copies sorted last among equals and dropped where they land (every metric here ignores the rows' order)."""
+    t = cfg.train
+    groups = t.length_groups if trim else 1
+    rows = len(batch["y"])
+    if groups == 1:
+        b = to_device(trim_padding(batch, task.pad_id, buckets=length_buckets(t)) if trim else batch, device)
+        if t.compile and rows < bs:
+            b["x"] = torch.cat([b["x"], b["x"][-1:].expand(bs - rows, *b["x"].shape[1:])])
+        return [(b, rows)]
+    if rows < bs:  # (eager too: micro-batches of equal size, as in training)
+        batch = {k: np.concatenate([v, np.repeat(v[-1:], bs - rows, axis=0)]) for k, v in batch.items()}
+    pieces = []
+    for idx, mb in group_by_length(batch, task.pad_id, groups, length_buckets(t)):
+        real = idx < rows
+        keep = int(real.sum())
+        mb = to_device(mb, device)
+        if keep < len(idx):  # move the filling copies to the end, so [:keep] drops them
+            perm = torch.from_numpy(np.argsort(~real, kind="stable")).to(device)
+            mb = {k: v[perm] for k, v in mb.items()}
+        pieces.append((mb, keep))
+    return pieces
 
 
 def evaluate_split(p: Parts, name: str, whole: bool = False) -> dict:
@@ -948,6 +1020,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
     run_id, _ = run_paths(p.cfg)
     env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world,
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
+           "length_groups": p.groups,  # (train.length_groups as applied: 1 for a model that is not pad-invariant)
            "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)
