@@ -93,3 +93,18 @@ def test_sigterm_stops_both_ranks_cleanly_and_resume_matches_one_process(tmp_pat
     assert set(b.status) == {"ok"}
     test = lambda d, m: d[(d.split == "test") & (d.metric == m)].value.item()  # noqa: E731
     assert test(a, "accuracy") == test(b, "accuracy") and test(a, "loss") == pytest.approx(test(b, "loss"), rel=1e-4)
+
+
+def test_two_ranks_with_length_groups_give_the_numbers_of_one_process_with_whole_batches(tmp_path):
+    # each rank sorts its own half of the global batch into train.length_groups micro-batches; DDP's mean of the
+    # ranks' gradients is still the global batch's
+    extra = ("--set", "train.length_buckets=4")
+    single = T.train(C.resolve("listops", "transformer", sets=tuple(TINY_LISTOPS) + extra[1::2] + (
+        f"out={tmp_path / 'one'}", "device=cpu")), progress=False)
+    proc = torchrun(tmp_path / "two", *extra, "--set", "train.length_groups=2", port=29547, model="transformer")
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    run_dir = tmp_path / "two" / single.run_dir.relative_to(tmp_path / "one")
+    assert json.loads((run_dir / "env.json").read_text())["length_groups"] == 2
+    a, b = (pd.read_csv(d / "result.csv").set_index(["split", "metric"]).value for d in (single.run_dir, run_dir))
+    pd.testing.assert_series_equal(a, b, rtol=1e-4)
