@@ -1,6 +1,7 @@
 from collections import Counter
 import numpy as np
 import pytest
+import scipy.stats
 
 from lra_wavelet.data.listops import (OOV_ID, VOCAB, ListOps, ListOpsConfig, encode, generate, read_tsv,
                                       write_tsv)
@@ -52,6 +53,10 @@ def test_generator_matches_the_benchmark_procedure(tmp_path):
     assert len({s for s, _ in rows}) == 600  # deduplicated
     lengths = [len(encode(s, 10_000)) for s, _ in rows]
     assert 500 < min(lengths) and max(lengths) < 2000
+    if REF.is_dir():  # the lengths of the benchmark's own generator's 300 rows: one distribution (mean ~1,030-1,050)
+        ref = [len(encode(ln.split("\t")[0], 10_000)) for f in ("basic_train", "basic_val", "basic_test")
+               for ln in (REF / f"{f}.tsv").read_text().splitlines()[1:]]
+        assert scipy.stats.ks_2samp(lengths, ref).pvalue > 0.05
     assert all(evaluate(s) == v for s, v in rows[:100])
     labels = Counter(v for _, v in rows)
     assert 0.12 < labels[0] / 600 < 0.23 and 0.12 < labels[9] / 600 < 0.23  # about 17% each
