@@ -334,16 +334,23 @@ def _left_out_note(left: pd.DataFrame) -> list[str]:
             "e.g. made with --preset quick: pass --include-reduced to show them."]
 
 
-def _cell(df: pd.DataFrame, cell: pd.DataFrame) -> tuple[str, pd.DataFrame, int, str]:
-    """(the table's text for one cell's runs, its finished runs, how many of those collapsed, the text beside n):
-    mean ± std (n, ...) and marks; FAIL / unfinished when none finished; '—' when none ran."""
+def _scale(rows: pd.DataFrame) -> float:
+    """What a table multiplies the rows' values by: accuracies in %, other metrics as they are."""
+    return 100.0 if rows.metric.iloc[0] == "accuracy" else 1.0
+
+
+def _cell(df: pd.DataFrame, cell: pd.DataFrame) -> tuple[str, pd.DataFrame, int, str, str]:
+    """(the table's text for one cell's runs, its finished runs, how many of those collapsed, the text beside n,
+    its marks): mean ± std (n, ...) and marks; FAIL / unfinished when none finished; '—' when none ran."""
     ok = cell[(cell.status == "ok") & cell.value.notna()]
     n_collapsed = _n_collapsed(df, ok)
     extra = ", ".join(filter(None, [f"{n_collapsed} collapsed" if n_collapsed else "", _not_finished(cell)]))
+    marks = cell_marks(cell)
     if len(ok):
-        scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
-        return _fmt(ok.value.tolist(), scale=scale, extra=extra) + cell_marks(cell), ok, n_collapsed, extra
-    return (_none_finished(cell, extra) if len(cell) else "—"), ok, n_collapsed, extra
+        text = _fmt(ok.value.tolist(), scale=_scale(ok), extra=extra) + marks
+    else:
+        text = _none_finished(cell, extra) if len(cell) else "—"
+    return text, ok, n_collapsed, extra, marks
 
 
 def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -357,10 +364,9 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
         row, means = {"Model": m, "Setup": setup}, {}
         for t, col in LRA_TASKS.items():
             cell = runs[(runs.model == m) & (runs.setup == setup) & (runs.task == t)]
-            row[col], ok, n_collapsed, extra = _cell(df, cell)
+            row[col], ok, n_collapsed, extra, marks = _cell(df, cell)
             if len(ok):
-                scale = 100.0 if ok.metric.iloc[0] == "accuracy" else 1.0
-                marks = cell_marks(cell)
+                scale = _scale(ok)
                 means[t] = float((ok.value * scale).mean())  # as _fmt rounds it: the Avg agrees with the cell
                 summary.append({"model": m, "setup": setup, "task": t, "metric": ok.metric.iloc[0],
                                 "mean": means[t], "std": float(ok.value.std(ddof=1)) * scale if len(ok) > 1
@@ -420,7 +426,7 @@ def lra_compare_table(df: pd.DataFrame, include_reduced: bool = False, base: str
             a = ok[(ok.model == base) & (ok.setup == setup) & (ok.task == t)]
             if not len(a):
                 continue
-            scale = 100.0 if a.metric.iloc[0] == "accuracy" else 1.0
+            scale = _scale(a)
             others = sorted(set(ok[(ok.setup == setup) & (ok.task == t)].model) - {base},
                             key=lambda m: (order.get(m, len(order)), m))
             for m in others:
@@ -448,11 +454,11 @@ def lra_decoders_table(df: pd.DataFrame, include_reduced: bool = False, base: st
         diff = {"Model": f"{base} − {baseline}", "Setup": setup}
         for t in tasks:
             here = runs[(runs.setup == setup) & (runs.task == t)]
-            rows[-2][LRA_TASKS[t]], b, _, _ = _cell(df, here[here.model == baseline])
-            rows[-1][LRA_TASKS[t]], a, _, _ = _cell(df, here[here.model == base])
+            rows[-2][LRA_TASKS[t]], b, *_ = _cell(df, here[here.model == baseline])
+            rows[-1][LRA_TASKS[t]], a, *_ = _cell(df, here[here.model == base])
             diff[LRA_TASKS[t]] = "—"
             if len(a) and len(b):
-                scale = 100.0 if a.metric.iloc[0] == "accuracy" else 1.0
+                scale = _scale(a)
                 d, lo, hi = welch_interval(a.value * scale, b.value * scale)
                 diff[LRA_TASKS[t]] = f"{d:+.2f}" + ("" if np.isnan(lo) else f" [{lo:+.2f}, {hi:+.2f}]")
         rows.append(diff)
