@@ -24,10 +24,7 @@ from lra_wavelet.registry import TASKS, load_all  # noqa: E402
 
 def work(batch: dict, pad_id: int, groups: int, buckets: int) -> tuple[float, float]:
     """(rows x length, rows x length^2) summed over the micro-batches the trainer would run."""
-    if groups == 1:
-        pieces = [T.trim_padding(batch, pad_id, buckets=buckets)]
-    else:
-        pieces = [mb for _, mb in T.group_by_length(batch, pad_id, groups, buckets)]
+    pieces = [mb for _, mb in T.group_by_length(batch, pad_id, groups, buckets)]  # 1 group: the batch, trimmed
     lin = sum(mb["x"].shape[0] * mb["x"].shape[-1] for mb in pieces)
     return float(lin), float(sum(mb["x"].shape[0] * mb["x"].shape[-1] ** 2 for mb in pieces))
 

@@ -338,12 +338,13 @@ def host_batch(p: Parts, step: int) -> dict:
     asynchronous)."""
     t = p.cfg.train
     batch = p.splits["train"].train_batch(step, t.batch_size, p.cfg.seed)
+    mine = lambda b: {k: v[p.rank::p.world] for k, v in b.items()} if p.world > 1 else b  # noqa: E731
     if p.groups > 1:  # this rank's rows, then its micro-batches: a list of batches
-        mine = {k: v[p.rank::p.world] if p.world > 1 else v for k, v in batch.items()}
-        return [host_tensors(p, mb) for _, mb in group_by_length(mine, p.task.pad_id, p.groups, length_buckets(t))]
-    if p.trim:
+        return [host_tensors(p, mb) for _, mb in group_by_length(mine(batch), p.task.pad_id, p.groups,
+                                                                 length_buckets(t))]
+    if p.trim:  # (the whole batch's columns: every rank gets one width)
         batch = trim_padding(batch, p.task.pad_id, buckets=length_buckets(t))
-    return host_tensors(p, {k: v[p.rank::p.world] if p.world > 1 else v for k, v in batch.items()})
+    return host_tensors(p, mine(batch))
 
 
 def host_tensors(p: Parts, batch: dict) -> dict:
