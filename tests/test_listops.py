@@ -53,7 +53,7 @@ def test_generator_matches_the_benchmark_procedure(tmp_path):
     assert len({s for s, _ in rows}) == 600  # deduplicated
     lengths = [len(encode(s, 10_000)) for s, _ in rows]
     assert 500 < min(lengths) and max(lengths) < 2000
-    if REF.is_dir():  # the lengths of the benchmark's own generator's 300 rows: one distribution (mean ~1,030-1,050)
+    if REF.is_dir():  # the lengths of the benchmark's own generator's 300 rows: one distribution
         ref = [len(encode(ln.split("\t")[0], 10_000)) for f in ("basic_train", "basic_val", "basic_test")
                for ln in (REF / f"{f}.tsv").read_text().splitlines()[1:]]
         assert scipy.stats.ks_2samp(lengths, ref).pvalue > 0.05
