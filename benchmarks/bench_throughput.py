@@ -41,7 +41,7 @@ Variants (train.* switches; README "Speed"):
     seeds3    3 seeds as one vmapped model (`sweep --stack-seeds`: stacked.loop's step and batches):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
-    seeds3c   seeds3 with the vmapped step compiled (`sweep --stack-seeds` on CUDA, where train.compile is on)
+    seeds3c   seeds3 with the vmapped step compiled (`sweep --stack-seeds --set train.compile=true`; auto runs a stack eagerly)
 
 MFU = 3 x forward FLOPs (flops.py: measured matmul / FFT FLOPs of one example) x examples/s / the device's
 peak dense bf16 FLOP/s (--peak-tflops, or the datasheet figure of a known device). GPU minutes of the table:
@@ -90,7 +90,7 @@ VARIANTS = {
 # 3 seeds as one vmapped model (sweep --stack-seeds), tokens/s of all three; eager as stacked.loop, with fast's
 # switches (until 2026-12-03 with base's: the 2026-12-02 seeds3 figures of throughput.md were measured so)
 VARIANTS["seeds3"] = VARIANTS["fast"]
-VARIANTS["seeds3c"] = COMPILED  # the same, the vmapped step compiled (sweep --stack-seeds with train.compile on)
+VARIANTS["seeds3c"] = COMPILED  # the same, the vmapped step compiled (sweep --stack-seeds --set train.compile=true)
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense bf16 datasheet figures
 QUICK = ("model.n_layers=1", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "train.batch_size=4")
 

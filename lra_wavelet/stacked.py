@@ -9,8 +9,11 @@ re-run and a resume see no difference. What differs from separate runs:
 * dropout (and any other random draw in the forward) comes from vmap's per-seed streams of one generator,
   so a stacked seed's numbers equal its separate run's only without dropout (up to float rounding); with it
   they are another draw of the same distribution. Initial weights and data order are each seed's own.
-* train.compile (auto: on for classifiers on CUDA) compiles the vmapped forward and backward, not each seed's
-  model; evaluation runs each seed's model eagerly. A seed's batch is padded to the longest of the seeds'
+* train.compile=true compiles the vmapped forward and backward, not each seed's model; evaluation runs each
+  seed's model eagerly. Under auto (the default) a stack runs eagerly: on the GPU the compiled stack has
+  failed with every fused attention kernel that takes a mask (results/benchmarks/throughput_groups_2026-12-04.md),
+  the last one in the CUDA kernel as the compiled backward ran, where auto's fallback (at compile time) cannot
+  catch it. A seed's batch is padded to the longest of the seeds'
   batches at that step (pad-invariant classifiers only trim padding: the same numbers).
 * wall_time_s is the stack's: the time all of its seeds took together. env.json says `stacked_with`.
 
@@ -110,7 +113,7 @@ def _run(cfgs, group, parts, starts, dirs, progress, log) -> list[T.Outcome]:
     T.check_memory(dataclasses.replace(ps[0], cfg=_scaled_batch(ps[0].cfg, len(ps))))  # the stack's activations
     start = starts[group[0]][0]
     c = cfgs[group[0]]
-    want = T.compile_by_default(ps[0].device, ps[0].task) if c.train.compile is None else c.train.compile
+    want = bool(c.train.compile)  # auto: eager (the module docstring says why)
     for i, p in zip(group, ps):
         step, _, _, source = starts[i]
         T.prepare_run_dir(p, dirs[i], step, source)
@@ -125,7 +128,7 @@ def _run(cfgs, group, parts, starts, dirs, progress, log) -> list[T.Outcome]:
         f"one model from step {start}" + (" (compiled)" if want else ""))
     as_compiled = dataclasses.replace(ps[0], cfg=dataclasses.replace(c, train=dataclasses.replace(c.train,
                                                                                                   compile=want)))
-    with T.compiling(as_compiled, auto=c.train.compile is None, log=log):  # a failure under auto: eager
+    with T.compiling(as_compiled, auto=False, log=log):
         return loop(st, [dirs[i] for i in group], start, [starts[i][1] for i in group],
                     max(starts[i][2] for i in group), progress, log)
 

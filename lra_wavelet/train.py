@@ -671,7 +671,9 @@ def sdpa_backends_for_stack() -> list:
     """The attention kernels a compiled stack may use on CUDA: every one but cuDNN's. Compiling the vmapped step
     with cuDNN attention fails (torch 2.11, H200: `TypeError: expected Tensor() for op:
     torch.ops.aten._scaled_dot_product_cudnn_attention.default`, results/benchmarks/throughput_stacked_2026-12-04.md);
-    the others compute the same attention."""
+    the others compute the same attention. With a key mask the memory-efficient kernel then failed too, as the
+    compiled backward ran (`LSE is not correctly aligned (strideH)`, throughput_groups_2026-12-04.md), which is
+    why a stack compiles only when train.compile is true (stacked.py)."""
     from torch.nn.attention import SDPBackend
     return [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
