@@ -264,6 +264,10 @@ def main() -> int:
     if args.repeat < 1:
         print(f"--repeat {args.repeat}: expected a positive number of measurements per cell", file=sys.stderr)
         return 2
+    if args.quick and args.data == "task":
+        print("--quick with --data task: --quick times synthetic rows of length 64, a task's own rows keep their "
+              "length; drop --quick and shrink the model with --set model.* instead", file=sys.stderr)
+        return 2
     load_all()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -3,6 +3,7 @@
 import argparse
 import functools
 import importlib.util
+import sys
 
 import pytest
 import torch
@@ -80,3 +81,11 @@ def test_the_minutes_table_gives_no_number_for_a_variant_that_ran_nowhere():
     rows = bench.minutes_table(table, ["listops"], ["transformer", "wavelet"], ["fast", "seeds3", "seeds3c"], 3)
     assert rows[2] == "| listops | 15 | 25 (incomplete) | - (none measured) |"  # (200 + 100) s x 3; 500 s x 3
     assert rows[3] == "| **all** | **15** | **25** (incomplete) | - (none measured) |"
+
+
+def test_quick_with_task_data_is_a_one_line_error(monkeypatch, capsys):
+    # --quick shrinks the sequence to 64; a task's own rows keep their length, which failed deep in the model
+    monkeypatch.setattr(sys, "argv", ["bench_throughput.py", "--quick", "--data", "task", "--tasks", "listops"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--quick with --data task" in err
