@@ -55,7 +55,6 @@ def child(a) -> int:
     try:
         load_all()
         device = torch.device("cpu" if a.quick or not torch.cuda.is_available() else "cuda")
-        torch.backends.cuda.matmul.allow_tf32 = True
         if device.type == "cpu":  # K processes share the cores instead of each taking all of them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // a.of))
         sets = (tuple(a.set) + bt.VARIANTS[a.variant] + (bt.QUICK if a.quick else ())

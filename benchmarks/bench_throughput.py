@@ -272,7 +272,6 @@ def main() -> int:
         return 2
     load_all()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
     peak = peak_flops(device, args.peak_tflops)
     dev_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                 else f"CPU ({torch.get_num_threads()} threads)")

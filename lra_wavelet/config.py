@@ -110,6 +110,12 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between resumable checkpoints (0: only at the end)
     log_every: int = 10
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
+    # float32 matrix products (torch.set_float32_matmul_precision, set by every run's build): highest, true float32
+    # (every run until 2026-12-04); high, TF32 on CUDA (10 mantissa bits in the products, float32 everywhere
+    # else). Under bf16 autocast the products are bf16 anyway; with amp=off, high is the cheap way to float32
+    # weights and activations. (The benchmark's own runs, on TPU v3 with JAX of 2020, multiplied float32 in one
+    # bfloat16 pass: a precision PyTorch has no CUDA switch for.)
+    matmul_precision: Literal["highest", "high"] = "highest"
     # torch.compile the model; None (auto, or null): on for classification on CUDA (1.3-1.4x on ListOps and Pathfinder,
     # results/benchmarks/throughput.md), off elsewhere (untimed there; CPU runs are smoke tests); under auto a
     # model the compiler fails on runs eagerly, said in the log (true: the failure fails the run)
@@ -161,8 +167,9 @@ SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "c
 # key is left out of the hash, so adding a switch never renames (and so never re-runs) a finished run
 # (model.cls_mask 'first_token' differs from the earlier behaviour only where a sequence opens with padding, which
 # no committed run's task allowed: Task.padding_leads; train.cosine_cycle 'after_warmup' is the cosine every run
-# made before it decayed with)
-LATER_KEYS = {"train": {"eval_drop_last": False, "cosine_cycle": "after_warmup"},
+# made before it decayed with; train.matmul_precision 'highest' is PyTorch's default, which the trainer never
+# changed before)
+LATER_KEYS = {"train": {"eval_drop_last": False, "cosine_cycle": "after_warmup", "matmul_precision": "highest"},
               "model": {"cls_mask": "first_token"}}
 
 

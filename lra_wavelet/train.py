@@ -321,6 +321,7 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
             m.pad_heads_to = t.attn_pad_heads
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
+    torch.set_float32_matmul_precision(t.matmul_precision)  # process-wide: each run (a sweep's cells) sets its own
     use_bf16 = t.amp == "bf16" or (t.amp == "auto" and device.type == "cuda")
     amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     net = model
@@ -1024,6 +1025,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
     env = {**results.environment(p.device), "run_id": run_id, "config_hash": p.cfg.hash, "world_size": p.world,
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
            "length_groups": p.groups,  # (train.length_groups as applied: 1 for a model that is not pad-invariant)
+           "matmul_precision": torch.get_float32_matmul_precision(),
            "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)

@@ -383,3 +383,23 @@ def test_eval_drop_last_with_a_split_smaller_than_a_batch_is_refused_before_trai
     lm = types.SimpleNamespace(kind="lm", name="text8", seq_len=16, vocab_size=11, n_classes=0, pad_id=None)
     with pytest.raises(UserError, match="train.eval_drop_last: task 'text8' is a language model"):
         T.build(tiny(tmp_path, "gpt", "train.eval_drop_last=true"), task=lm, splits={})
+
+
+def test_each_run_sets_its_own_float32_matmul_precision_and_records_it(tmp_path):
+    """train.matmul_precision is process-wide torch state: every build sets it (so one cell of a sweep never
+    inherits the last one's), env.json records it, and only a non-default value changes the config hash (runs
+    made before the key existed keep theirs)."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        high = tiny(tmp_path, "wavelet", "train.matmul_precision=high")
+        out = T.train(high, progress=False)
+        assert json.loads((out.run_dir / "env.json").read_text())["matmul_precision"] == "high"
+        T.build(tiny(tmp_path))
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert tiny(tmp_path, "wavelet", "train.matmul_precision=highest").hash == tiny(tmp_path).hash != high.hash
+    finally:
+        torch.set_float32_matmul_precision(before)
+    with pytest.raises(UserError, match="train.matmul_precision: expected one of highest, high, got 'medium'"):
+        tiny(tmp_path, "wavelet", "train.matmul_precision=medium")
