@@ -178,7 +178,7 @@ class Pathfinder(Task):
     n_classes = 2
     pad_id = None
     chance = 0.5
-    description = "are two markers joined by a dashed contour, 32x32 pixels (LRA Pathfinder, hard)"
+    description = "do two markers lie on one dashed contour, 32x32 pixels (LRA Pathfinder, hard)"
     default_source = "generated"
     # 2: the generator follows the benchmark's seed test and wrapper settings (no single paddles);
     # the pixel cache is keyed on every image file. Data and caches of version 1 are not reused.
