@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     stop_mps(env)
                 line, tail = mps_log_summary(tmp / "mps-log")
-                notes.append(f"MPS: {line}; control.log ends:")
+                notes.append(f"MPS: {line}; " + ("control.log ends:" if tail else "no control.log"))
                 notes.extend(f"    {ln}" for ln in tail)
     first = next((r for ms in meas.values() for m in ms for r in m if "error" not in r), {})
     header = ["# Packed training processes on one device" + (" (with and without CUDA MPS)" if a.mps else ""), "",

@@ -3,7 +3,6 @@ daemon starts, and said why not otherwise."""
 
 import importlib.util
 import os
-import re
 
 from conftest import REPO
 
@@ -12,17 +11,16 @@ packed = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(packed)
 
 
-def test_k_processes_train_together_and_their_tokens_per_s_add_up(tmp_path, capsys):
-    md = tmp_path / "packed.md"
-    assert packed.main(["--quick", "--variant", "fast", "--procs", "2", "--seconds", "0.5", "--warmup", "1",
-                        "--sync-every", "1", "--md", str(md)]) == 0
-    text = md.read_text()
-    rows = {int(m[1]): m for m in re.finditer(r"^\| plain \| (\d) \| ([\d.]+)M \| ([^|]+)\| x([\d.]+) \| (\d+)%",
-                                              text, re.M)}
-    assert set(rows) == {1, 2}, text  # 1 is always measured: every ratio is against it
-    assert float(rows[1][4]) == 1.0 and float(rows[2][2]) > 0
-    assert int(rows[2][5]) >= 50  # the two timed windows overlap: they started on one signal
-    assert "batch x length 4 x 64" in text
+def test_k_processes_train_together_and_report_overlapping_windows(tmp_path):
+    a = packed.argparse.Namespace(task="pathfinder", model="wavelet", variant="fast", warmup=1, seconds=0.5,
+                                  sync_every=1, wait_s=120.0, set=[], quick=True)
+    got = packed.one_measurement(a, 2, dict(os.environ), tmp_path)
+    assert all("error" not in r for r in got), got
+    assert all(r["tokens_per_s"] > 0 and r["steps"] >= 1 and (r["batch"], r["seq"]) == (4, 64) for r in got)
+    assert min(r["t1"] for r in got) > max(r["t0"] for r in got)  # both trained at once: one start signal
+    row = packed.table({("plain", 1): [got[:1]], ("plain", 2): [got]}, [1, 2], ["plain"])[3]
+    total = sum(r["tokens_per_s"] for r in got)
+    assert row.startswith(f"| plain | 2 | {total / 1e6:.3g}M |")
 
 
 def test_mps_that_cannot_start_says_why(tmp_path, monkeypatch):
@@ -44,3 +42,23 @@ def test_a_failed_process_fails_its_row_and_bad_arguments_are_one_line_errors(ca
     for bad in (["--procs", "0"], ["--procs", "a"], ["--variant", "seeds3"], ["--variant", "nope"]):
         assert packed.main(bad) == 2
         assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_table_and_its_header_with_mps_measured_or_refused(tmp_path, monkeypatch):
+    # main() as on the GPU, the processes faked: both MPS outcomes end up in the file, the daemon always quit
+    fake = lambda a, k, env, work: [{"tokens_per_s": 1e6 * (2 if "CUDA_MPS_PIPE_DIRECTORY" in env else 1),  # noqa: E731
+                                     "t0": 0.0, "t1": 1.0, "steps": 5, "device": "GPU", "torch": "2.x", "cuda": "13",
+                                     "batch": 512, "seq": 1024}] * k
+    monkeypatch.setattr(packed, "one_measurement", fake)
+    quit_ = []
+    monkeypatch.setattr(packed, "stop_mps", lambda env: quit_.append(env["CUDA_MPS_PIPE_DIRECTORY"]))
+    monkeypatch.setattr(packed, "start_mps", lambda env: None)
+    md = tmp_path / "a.md"
+    assert packed.main(["--procs", "1,4", "--mps", "--md", str(md)]) == 0
+    text = md.read_text()
+    assert "batch x length 512 x 1024" in text and "| plain | 4 | 4M | 1M (1M-1M) | x4.00 |" in text
+    assert "| mps | 4 | 8M | 2M (2M-2M) | x8.00 |" in text and "MPS: daemon log: 0 server start(s), 0 client connection(s); no control.log" in text and quit_
+    monkeypatch.setattr(packed, "start_mps", lambda env: "nvidia-cuda-mps-control not found")
+    assert packed.main(["--procs", "2", "--mps", "--md", str(md)]) == 0
+    text = md.read_text()
+    assert "| mps |" not in text and "MPS: could not start (nvidia-cuda-mps-control not found); plain rows only" in text
