@@ -113,6 +113,19 @@ def start_mps(env: dict) -> str | None:
     return None
 
 
+def mps_client_starts(env: dict, timeout: float = 90.0) -> str | None:
+    """None when a CUDA context opens under the daemon (one small allocation), else why not (a client that hangs
+    would hang every measurement)."""
+    code = "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"
+    try:
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"a CUDA client under the daemon did not start within {timeout:.0f} s"
+    if r.returncode:
+        return f"a CUDA client under the daemon failed: {' '.join(r.stderr.split()[-12:])}"[:200]
+    return None
+
+
 def stop_mps(env: dict) -> None:
     try:
         subprocess.run([MPS_CONTROL], input="quit\n", env=env, capture_output=True, text=True, timeout=60)
@@ -149,9 +162,14 @@ def one_measurement(a, k: int, env: dict, work: Path) -> list[dict]:
             break
         time.sleep(0.05)
     go.touch()
-    out = []
+    out, end = [], time.time() + a.seconds * 3 + 120  # a process that hangs (a CUDA context that never comes) is killed
     for pr, (_, result) in zip(procs, files):
-        _, err = pr.communicate()
+        try:
+            _, err = pr.communicate(timeout=max(1.0, end - time.time()))
+        except subprocess.TimeoutExpired:
+            pr.kill()
+            _, err = pr.communicate()
+            err = f"killed: no result {a.seconds * 3 + 120:.0f} s after the start signal " + (err or "")
         if result.is_file():
             out.append(json.loads(result.read_text()))
         else:
@@ -242,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                     errs = [r["error"] for r in got if "error" in r]
                     print(f"  {mode} x{k} #{rep + 1}: {time.time() - t0:.1f} s"
                           + (f" (failed: {errs[0]})" if errs else ""), file=sys.stderr, flush=True)
+                    if errs:  # a failure would repeat: the mode's other rows stay "not run"
+                        return
 
         measure_all("plain", dict(os.environ))
         if a.mps and a.quick:
@@ -252,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             for d in ("mps-pipe", "mps-log"):
                 (tmp / d).mkdir()
             why = start_mps(env)
+            if why is None:
+                why = mps_client_starts(env)
+                if why:
+                    stop_mps(env)
             if why:
                 notes.append(f"MPS: could not start ({why}); plain rows only")
             else:

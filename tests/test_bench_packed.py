@@ -53,6 +53,7 @@ def test_the_table_and_its_header_with_mps_measured_or_refused(tmp_path, monkeyp
     quit_ = []
     monkeypatch.setattr(packed, "stop_mps", lambda env: quit_.append(env["CUDA_MPS_PIPE_DIRECTORY"]))
     monkeypatch.setattr(packed, "start_mps", lambda env: None)
+    monkeypatch.setattr(packed, "mps_client_starts", lambda env: None)
     md = tmp_path / "a.md"
     assert packed.main(["--procs", "1,4", "--mps", "--md", str(md)]) == 0
     text = md.read_text()
@@ -62,3 +63,23 @@ def test_the_table_and_its_header_with_mps_measured_or_refused(tmp_path, monkeyp
     assert packed.main(["--procs", "2", "--mps", "--md", str(md)]) == 0
     text = md.read_text()
     assert "| mps |" not in text and "MPS: could not start (nvidia-cuda-mps-control not found); plain rows only" in text
+
+    monkeypatch.setattr(packed, "start_mps", lambda env: None)  # the daemon starts, but no client can
+    monkeypatch.setattr(packed, "mps_client_starts", lambda env: "a CUDA client under the daemon did not start")
+    quit_.clear()
+    assert packed.main(["--procs", "2", "--mps", "--md", str(md)]) == 0
+    assert "MPS: could not start (a CUDA client under the daemon did not start)" in md.read_text() and quit_
+
+
+def test_a_failed_measurement_ends_its_mode_instead_of_repeating(tmp_path, monkeypatch):
+    calls = []
+
+    def failing(a, k, env, work):
+        calls.append(k)
+        return [{"error": "killed: no result 150 s after the start signal"}] * k
+
+    monkeypatch.setattr(packed, "one_measurement", failing)
+    md = tmp_path / "a.md"
+    assert packed.main(["--procs", "1,4", "--repeat", "2", "--md", str(md)]) == 0
+    text = md.read_text()
+    assert calls == [1] and "| plain | 1 | failed: killed" in text and "| plain | 4 | not run |" in text
