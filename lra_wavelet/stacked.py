@@ -10,11 +10,11 @@ re-run and a resume see no difference. What differs from separate runs:
   so a stacked seed's numbers equal its separate run's only without dropout (up to float rounding); with it
   they are another draw of the same distribution. Initial weights and data order are each seed's own.
 * train.compile=true compiles the vmapped forward and backward, not each seed's model; evaluation runs each
-  seed's model eagerly. Under auto (the default) a stack runs eagerly: on the GPU the compiled stack has
-  failed with every fused attention kernel that takes a mask (results/benchmarks/throughput_groups_2026-12-04.md),
-  the last one in the CUDA kernel as the compiled backward ran, where auto's fallback (at compile time) cannot
-  catch it. A seed's batch is padded to the longest of the seeds'
-  batches at that step (pad-invariant classifiers only trim padding: the same numbers).
+  seed's model eagerly. A seed's batch is padded to the longest of the seeds' batches at that step
+  (pad-invariant classifiers only trim padding: the same numbers). Under auto (the default) a stack runs
+  eagerly: on the GPU the compiled stack failed with every fused attention kernel that takes a mask
+  (results/benchmarks/throughput_groups_2026-12-04.md), the last one inside the CUDA kernel as the compiled
+  backward ran, where auto's fallback (at compile time) cannot catch it.
 * wall_time_s is the stack's: the time all of its seeds took together. env.json says `stacked_with`.
 
 A seed that diverges gets its `diverged` rows at once and the others go on (the seeds share no weight);
