@@ -296,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{first.get('seq', '?')}, synthetic batches; each process {a.warmup} untimed steps, then "
               f"{a.seconds:g} s timed; {a.repeat} measurement(s) per row" + (", median (min-max)" if a.repeat > 1 else ""),
               ""]
-    lines = header + table(meas, ks, modes) + [""] + [f"- {n}" if not n.startswith("    ") else n
-                                                                 for n in notes]
+    lines = header + table(meas, ks, modes) + [""] + [n if n.startswith("    ") else f"- {n}" for n in notes]
     print("\n".join(lines))
     if a.md:
         Path(a.md).parent.mkdir(parents=True, exist_ok=True)
