@@ -155,7 +155,8 @@ def one_measurement(a, k: int, env: dict, work: Path) -> list[dict]:
                "--variant", a.variant, "--seed", str(i), "--warmup", str(a.warmup), "--seconds", str(a.seconds),
                "--sync-every", str(a.sync_every), "--of", str(k), "--ready", str(ready), "--go", str(go), "--result", str(result),
                "--wait-s", str(a.wait_s), *[x for s in a.set for x in ("--set", s)]] + (["--quick"] if a.quick else [])
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        with open(work / f"stderr.{i}.txt", "w") as err:  # a file, not a pipe: a chatty compiler never blocks a child
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err))
     deadline = time.time() + a.wait_s
     while not all(r.exists() for r, _ in files) and time.time() < deadline:
         if any(pr.poll() not in (None, 0) for pr in procs):
@@ -163,17 +164,19 @@ def one_measurement(a, k: int, env: dict, work: Path) -> list[dict]:
         time.sleep(0.05)
     go.touch()
     out, end = [], time.time() + a.seconds * 3 + 120  # a process that hangs (a CUDA context that never comes) is killed
-    for pr, (_, result) in zip(procs, files):
+    for i, (pr, (_, result)) in enumerate(zip(procs, files)):
+        why = "exited"
         try:
-            _, err = pr.communicate(timeout=max(1.0, end - time.time()))
+            pr.wait(timeout=max(1.0, end - time.time()))
         except subprocess.TimeoutExpired:
             pr.kill()
-            _, err = pr.communicate()
-            err = f"killed: no result {a.seconds * 3 + 120:.0f} s after the start signal " + (err or "")
+            pr.wait()
+            why = f"killed: no result {a.seconds * 3 + 120:.0f} s after the start signal;"
         if result.is_file():
             out.append(json.loads(result.read_text()))
         else:
-            out.append({"error": f"exited {pr.returncode}: {' '.join(err.split()[-12:])}"[:160]})
+            err = (work / f"stderr.{i}.txt").read_text(errors="replace")
+            out.append({"error": f"{why} {pr.returncode}: {' '.join(err.split()[-12:])}"[:160]})
     return out
 
 
@@ -246,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if 1 not in ks:
         ks = [1, *ks]  # the reference every ratio is against
+    from lra_wavelet import config as config_mod
+    from lra_wavelet.errors import UserError
+    from lra_wavelet.registry import load_all
+    try:  # a bad --set is said here once, not by every process
+        load_all()
+        config_mod.resolve(a.task, a.model, sets=tuple(a.set) + bt.VARIANTS[a.variant])
+    except UserError as e:
+        print(e, file=sys.stderr)
+        return 2
     modes, notes = ["plain"], []
     meas: dict = {}
     with tempfile.TemporaryDirectory(prefix="lra-packed-") as tmp:

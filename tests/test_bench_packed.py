@@ -39,7 +39,8 @@ def test_a_failed_process_fails_its_row_and_bad_arguments_are_one_line_errors(ca
                         [1, 2], ["plain"])
     assert rows[2].startswith("| plain | 1 | 1M | 1M | x1.00 | 100%")
     assert rows[3] == "| plain | 2 | failed: RuntimeError: out of memory | - | - | - |"
-    for bad in (["--procs", "0"], ["--procs", "a"], ["--variant", "seeds3"], ["--variant", "nope"]):
+    for bad in (["--procs", "0"], ["--procs", "a"], ["--variant", "seeds3"], ["--variant", "nope"],
+                ["--set", "train.lr=abc"], ["--task", "nosuchtask"]):
         assert packed.main(bad) == 2
         assert capsys.readouterr().err.count("\n") == 1
 
