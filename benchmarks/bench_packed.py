@@ -47,9 +47,8 @@ def child(a) -> int:
     import torch
 
     import bench_throughput as bt
-    from lra_wavelet import config as config_mod
     from lra_wavelet import train as T
-    from lra_wavelet.registry import TASKS, load_all
+    from lra_wavelet.registry import load_all
 
     out = Path(a.result)
     try:
@@ -57,14 +56,8 @@ def child(a) -> int:
         device = torch.device("cpu" if a.quick or not torch.cuda.is_available() else "cuda")
         if device.type == "cpu":  # K processes share the cores instead of each taking all of them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // a.of))
-        sets = (tuple(a.set) + bt.VARIANTS[a.variant] + (bt.QUICK if a.quick else ())
-                + ("train.memory_check=false", f"device={device.type}", f"seed={a.seed}"))
-        cfg = config_mod.resolve(a.task, a.model, sets=sets)
-        task = TASKS.get(a.task)(cfg.task)
-        if a.quick:
-            task.seq_len = 64
-        splits = {k: bt.SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
-        p = T.build(cfg, device, task=task, splits=splits)
+        p = bt.build_run(a.task, a.model, a.variant, argparse.Namespace(set=a.set, quick=a.quick, data="synthetic"),
+                         device, (f"seed={a.seed}",))
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         with T.compiling(p, auto=False, log=lambda s: None):
             data = T.batches(p, 0)
@@ -90,7 +83,7 @@ def child(a) -> int:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         res = {"tokens_per_s": steps * p.tokens_per_step / (t1 - t0), "steps": steps, "t0": t0, "t1": t1,
                "device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-               "batch": cfg.train.batch_size, "seq": task.seq_len}
+               "batch": p.cfg.train.batch_size, "seq": p.task.seq_len}
     except Exception as e:  # the parent reports it in the cell; a child never hangs the others
         Path(a.ready).touch()
         res = {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"}

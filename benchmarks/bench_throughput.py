@@ -147,21 +147,29 @@ def stacked_tokens_per_s(p, seeds: int, n: int) -> tuple[float, float]:
     return seeds * n * p.tokens_per_step / (ends[3] - ends[2]), ends[1] - ends[0]
 
 
-def measure(task_name: str, model: str, variant: str, args, device: torch.device) -> dict:
-    """One cell: the trainer's loop for 3 windows of args.steps steps; tokens/s of the last window."""
-    n = args.steps
-    sets = tuple(args.set) + VARIANTS[variant] + (QUICK if args.quick else ()) + (
-        f"train.max_steps={3 * n}", f"train.log_every={n}", f"train.eval_every={3 * n}", "train.checkpoint_every=0",
-        "train.eval_batches=1", "train.memory_check=false", f"device={device.type}")
+def build_run(task_name: str, model: str, variant: str, args, device: torch.device, extra: tuple = ()):
+    """The run a benchmark times (train.build's Parts): the task's reference configuration with --set, the
+    variant's switches, --quick's tiny sizes and `extra`; synthetic batches unless args.data is 'task'."""
+    sets = (tuple(args.set) + VARIANTS[variant] + (QUICK if args.quick else ())
+            + ("train.memory_check=false", f"device={device.type}") + tuple(extra))
     cfg = config_mod.resolve(task_name, model, sets=sets)
-    reference = config_mod.resolve(task_name, model, sets=tuple(args.set))  # the budget being estimated
     task = TASKS.get(task_name)(cfg.task)
     if args.quick:
         task.seq_len = 64
     splits = None
     if args.data == "synthetic":
         splits = {k: SyntheticSplit(task, cfg.train.batch_size) for k in ("train", "val", "test")}
-    p = T.build(cfg, device, task=task, splits=splits)
+    return T.build(cfg, device, task=task, splits=splits)
+
+
+def measure(task_name: str, model: str, variant: str, args, device: torch.device) -> dict:
+    """One cell: the trainer's loop for 3 windows of args.steps steps; tokens/s of the last window."""
+    n = args.steps
+    p = build_run(task_name, model, variant, args, device, (
+        f"train.max_steps={3 * n}", f"train.log_every={n}", f"train.eval_every={3 * n}", "train.checkpoint_every=0",
+        "train.eval_batches=1"))
+    cfg, task = p.cfg, p.task
+    reference = config_mod.resolve(task_name, model, sets=tuple(args.set))  # the budget being estimated
     compiled = p.cfg.train.compile
     graphs = T.compiled_graphs() if compiled else 0
     # MFU counts the model's own FLOPs: zero columns of padded heads (train.attn_pad_heads) are not the model's
