@@ -39,6 +39,8 @@ Variants (train.* switches; README "Speed"):
               --data task: synthetic rows are all full-length, so there it only costs. Tokens/s and MFU stay
               nominal (batch x length, the FLOPs of full-length rows): the work skipped counts as done
     groups2   the same with train.length_groups=2 (larger micro-batches, less work skipped)
+    varlen    compiled + train.attn_varlen=true (encoder attention over valid positions only, nested tensors;
+              with --data task: synthetic rows are full-length, so there it has no padding to skip)
     seeds3    3 seeds as one vmapped model (`sweep --stack-seeds`: stacked.loop's step and batches):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
@@ -88,6 +90,7 @@ VARIANTS = {
     "nopad": (*COMPILED, "train.attn_pad_heads=0"),
     "groups4": (*(s for s in COMPILED if not s.startswith("train.length_buckets")), "train.length_groups=4"),
     "groups2": (*(s for s in COMPILED if not s.startswith("train.length_buckets")), "train.length_groups=2"),
+    "varlen": (*COMPILED, "train.attn_varlen=true"),
 }
 # 3 seeds as one vmapped model (sweep --stack-seeds), tokens/s of all three; eager as stacked.loop, with fast's
 # switches (until 2026-12-03 with base's: the 2026-12-02 seeds3 figures of throughput.md were measured so)

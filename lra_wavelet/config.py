@@ -144,6 +144,13 @@ class TrainConfig:
     # mask (6.6x faster attention at Pathfinder's shape: flash refuses masks, the others width 4); elsewhere not
     # (without a mask flash pads width 4 itself: measured no faster). models/backbone.py padded_head_width
     attn_pad_heads: Optional[int] = None
+    # non-causal attention over each row's valid positions only, as nested (jagged) tensors: no attention work
+    # for padding (ListOps' generated rows average 1,020 of 2,000 positions). Exact at every position a
+    # pad-invariant readout reads (the same up to rounding; attention dropout the same in distribution); off,
+    # and never used, where the readout sees padded positions (mean pooling over all, a padded CLS), for causal
+    # attention or without a key mask. Under torch.compile the attention runs eagerly between compiled parts.
+    # models/backbone.py varlen_attention
+    attn_varlen: bool = False
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
     # eval_batches x batch_size examples, so only the grouping changes
     eval_batch_size: int = 0
@@ -162,7 +169,8 @@ class TrainConfig:
 # see RunConfig.hash), memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
 SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "compile_mode", "grad_accum", "memory_check",
-                   "length_buckets", "length_groups", "lazy_metrics", "prefetch", "eval_batch_size", "logger", "attn_pad_heads")
+                   "length_buckets", "length_groups", "lazy_metrics", "prefetch", "eval_batch_size", "logger", "attn_pad_heads",
+                   "attn_varlen")
 # keys added after committed runs were made, each with the default that reproduces those runs: at that default a
 # key is left out of the hash, so adding a switch never renames (and so never re-runs) a finished run
 # (model.cls_mask 'first_token' differs from the earlier behaviour only where a sequence opens with padding, which

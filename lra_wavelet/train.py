@@ -319,6 +319,7 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
             m.pad_heads_to = t.attn_pad_heads
+            m.varlen = t.attn_varlen
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
     torch.set_float32_matmul_precision(t.matmul_precision)  # process-wide: each run (a sweep's cells) sets its own
@@ -1026,6 +1027,8 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
            "length_groups": p.groups,  # (train.length_groups as applied: 1 for a model that is not pad-invariant)
            "matmul_precision": torch.get_float32_matmul_precision(),
+           "attn_varlen": p.task.pad_id is not None and any(  # (train.attn_varlen as applied: see varlen_attention)
+               getattr(m, "varlen", False) and not m.causal and not m.uniform_padded for m in p.model.modules()),
            "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)

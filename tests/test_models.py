@@ -606,6 +606,102 @@ def test_zero_padded_heads_give_the_same_attention_and_gradients():
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)  # float rounding of another kernel order
 
 
+def test_varlen_attention_is_masked_attention_at_every_valid_position():
+    """train.attn_varlen's attention (nested tensors, the valid positions of each row alone) against SDPA with the
+    key mask: the same outputs and gradients at valid queries, zeros at padded ones."""
+    import torch.nn.functional as F
+
+    from lra_wavelet.models.backbone import varlen_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 12, 8, generator=g, requires_grad=True) for _ in range(3))
+    mask = torch.arange(12)[None] < torch.tensor([12, 7, 1])[:, None]
+    mask[0, 3] = False  # any mask, not only right padding
+    outs = []
+    for f in (lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]),
+              lambda: varlen_attention(torch.stack([t.transpose(1, 2) for t in (q, k, v)], 2).reshape(3, 12, 48),
+                                       mask, 2, 0.0).transpose(1, 2)):
+        y = f()
+        (y * mask[:, None, :, None]).square().sum().backward()
+        outs.append((y.detach(), [t.grad.clone() for t in (q, k, v)]))
+        for t in (q, k, v):
+            t.grad = None
+    (y0, g0), (y1, g1) = outs
+    valid = mask[:, None, :, None].expand_as(y0)
+    torch.testing.assert_close(y1[valid], y0[valid], rtol=1e-5, atol=1e-6)
+    assert not y1[~valid].any()
+    for a, b in zip(g0, g1):  # (a row of one valid key: dq is 0, where the masked kernel rounds to ~1e-6)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: the nested kernels (flash, efficient)")
+def test_on_cuda_varlen_attention_equals_masked_attention():
+    """On the GPU (`python -m pytest -q tests/test_models.py -k cuda`): train.attn_varlen's nested-tensor kernels
+    against SDPA with the key mask, float32 (memory-efficient kernel) and bfloat16 (flash), ListOps' head width."""
+    import torch.nn.functional as F
+
+    from lra_wavelet.models.backbone import varlen_attention
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    mask = torch.arange(300, device="cuda")[None] < torch.tensor([300, 171, 5, 64], device="cuda")[:, None]
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        qkv = torch.randn(4, 300, 3 * 8 * 64, device="cuda", dtype=dtype, generator=g)
+        q, k, v = qkv.view(4, 300, 3, 8, 64).permute(2, 0, 3, 1, 4)
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]).transpose(1, 2)
+        torch.testing.assert_close(varlen_attention(qkv, mask, 8, 0.0)[mask], ref[mask], rtol=tol, atol=tol)
+
+
+def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_where_exact():
+    """The ListOps transformer (CLS readout) gives the same logits and gradients with train.attn_varlen; where the
+    readout sees padded positions (Pathfinder's mean over all) or attention is causal, the switch is not used."""
+    from lra_wavelet import config as C
+    from lra_wavelet import train as T
+    from lra_wavelet.models import backbone
+
+    outs = []
+    for varlen in (False, True):
+        cfg = C.resolve("listops", "transformer", sets=("model.n_layers=2", "model.d_model=16", "model.n_heads=2",
+                                                        "model.qkv_dim=16", "model.d_ff=16", "model.dropout=0.0",
+                                                        "model.attn_dropout=0.0", f"train.attn_varlen={varlen}"))
+        p = T.build(cfg, splits={})
+        assert all(m.varlen == varlen for m in p.model.modules() if isinstance(m, backbone.Attention))
+        x = torch.randint(1, p.task.vocab_size, (3, 20), generator=torch.Generator().manual_seed(1))
+        x[1, 9:], x[2, 2:] = p.task.pad_id, p.task.pad_id
+        logits = p.model({"x": x})
+        logits.square().sum().backward()
+        outs.append((logits.detach(), [q.grad.clone() for q in p.model.parameters() if q.grad is not None]))
+    (l0, g0), (l1, g1) = outs
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+    called = []
+    real = backbone.varlen_attention
+    backbone.varlen_attention = lambda *a, **k: called.append(1) or real(*a, **k)
+    try:
+        for task, model in (("pathfinder", "transformer"), ("listops", "gpt"), ("listops", "transformer")):
+            cfg = C.resolve(task, model, sets=("model.n_layers=1", "model.d_model=16", "model.n_heads=2",
+                                               "model.qkv_dim=16", "model.d_ff=16", "train.attn_varlen=true"))
+            p = T.build(cfg, splits={})
+            x = torch.randint(1, min(p.task.vocab_size, 4), (2, 16))
+            x[1, 8:] = p.task.pad_id
+            p.model.eval()(({"x": x}))
+            called.append(task + "/" + model)
+    finally:
+        backbone.varlen_attention = real
+    assert called == ["pathfinder/transformer", "listops/gpt", 1, "listops/transformer"]
+
+    import dataclasses
+
+    from lra_wavelet.errors import UserError
+    from lra_wavelet.stacked import check_stackable
+
+    on = C.resolve("listops", "transformer", sets=("train.attn_varlen=true",))
+    assert on.hash == C.resolve("listops", "transformer").hash  # speed only: the same run
+    with pytest.raises(UserError, match="train.attn_varlen: not with stacked seeds"):
+        check_stackable([dataclasses.replace(on, seed=s) for s in (0, 1)])
+
+
 def _bag_of_tokens(n, L, vocab, seed):
     """Label y in {0, 1}; token 1 + y is sprinkled at L // 32 random positions among random tokens 3..vocab-1:
     a signal anywhere in the sequence, as sentiment is in a review."""

@@ -60,6 +60,24 @@ def padded_head_width(width: int, setting: int | None, masked: bool, cuda: bool)
     return max(width, setting)
 
 
+@torch.compiler.disable  # the valid rows' count is data: a compiled model runs this step eagerly, the rest compiled
+def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropout_p: float) -> torch.Tensor:
+    """Non-causal attention of each row's valid positions among themselves, as nested (jagged) tensors: the same
+    as SDPA with `mask` on the keys at every valid query, zero at padded queries (which a readout that never reads
+    them cannot tell apart), and no work for the padding (train.attn_varlen). qkv (B, T, 3 x inner), the input
+    projection's output (a plain tensor: a compiled caller hands it over as a graph output, not a view), mask
+    (B, T) True where valid; returns (B, T, nh, hs), the layout the output projection reads. Under attention
+    dropout the same in distribution (another kernel draws its masks)."""
+    B, T, _ = qkv.shape
+    packed = qkv.view(B, T, 3, n_heads, -1).permute(2, 0, 1, 3, 4)[:, mask]  # (3, N, nh, hs): each row's valid
+    offsets = F.pad(mask.sum(1).cumsum(0), (1, 0))                            # positions, in order
+    q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets).transpose(1, 2) for t in packed.unbind(0))
+    y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, nh, j, hs)
+    out = qkv.new_zeros(B, T, n_heads, packed.shape[-1])
+    out[mask] = y.transpose(1, 2).values()
+    return out
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through SDPA (flash / memory-efficient kernels where available), d_model ->
     qkv_dim (split over the heads) -> d_model, no biases."""
@@ -70,12 +88,17 @@ class Attention(nn.Module):
         self.inner = cfg.qkv_dim or cfg.d_model
         self.uniform_padded = False  # padded queries attend uniformly, as in the benchmark (set by the model)
         self.pad_heads_to: int | None = 0  # train.attn_pad_heads (set by build): see padded_head_width
+        self.varlen = False  # train.attn_varlen (set by build): see varlen_attention
         self.qkv = nn.Linear(cfg.d_model, 3 * self.inner, bias=False)
         self.proj = nn.Linear(self.inner, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.varlen and mask is not None and not self.causal and not self.uniform_padded:  # padded queries unread
+            return self.proj(varlen_attention(qkv, mask, self.n_heads, dropout_p).reshape(B, T, self.inner))
+        q, k, v = qkv.view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
         hs = q.shape[-1]
@@ -84,7 +107,7 @@ class Attention(nn.Module):
         # dropout the same in distribution), at a width more kernels take (cuDNN refuses Pathfinder's 4)
         qp, kp, vp = (F.pad(t, (0, pad)) for t in (q, k, v)) if pad else (q, k, v)
         y = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=attn_mask, is_causal=self.causal,
-                                           dropout_p=self.dropout if self.training else 0.0,
+                                           dropout_p=dropout_p,
                                            scale=hs ** -0.5 if pad else None)[..., :hs]  # (B, nh, T, hs)
         if attn_mask is not None and self.uniform_padded:
             y = torch.where(mask[:, None, :, None], y, v.mean(2, keepdim=True))
