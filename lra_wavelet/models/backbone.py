@@ -60,6 +60,19 @@ def padded_head_width(width: int, setting: int | None, masked: bool, cuda: bool)
     return max(width, setting)
 
 
+def varlen_packing(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(flat indices of the valid positions, offsets, min and max row length) of a (B, T) mask, computed once per
+    forward (kept on the mask tensor, which every layer of one forward shares): two host syncs a step, not two
+    per layer."""
+    got = getattr(mask, "_varlen_packing", None)
+    if got is None or got[0] != mask._version:
+        lengths = mask.sum(1)
+        lo, hi = (int(v) for v in torch.stack([lengths.min(), lengths.max()]).tolist())
+        got = (mask._version, mask.reshape(-1).nonzero().squeeze(1), F.pad(lengths.cumsum(0), (1, 0)), lo, hi)
+        mask._varlen_packing = got
+    return got[1:]
+
+
 @torch.compiler.disable  # the valid rows' count is data: a compiled model runs this step eagerly, the rest compiled
 def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropout_p: float) -> torch.Tensor:
     """Non-causal attention of each row's valid positions among themselves, as nested (jagged) tensors: the same
@@ -69,13 +82,14 @@ def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropou
     (B, T) True where valid; returns (B, T, nh, hs), the layout the output projection reads. Under attention
     dropout the same in distribution (another kernel draws its masks)."""
     B, T, _ = qkv.shape
-    packed = qkv.view(B, T, 3, n_heads, -1).permute(2, 0, 1, 3, 4)[:, mask]  # (3, N, nh, hs): each row's valid
-    offsets = F.pad(mask.sum(1).cumsum(0), (1, 0))                            # positions, in order
-    q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets).transpose(1, 2) for t in packed.unbind(0))
+    flat, offsets, lo, hi = varlen_packing(mask)
+    # (3, N, nh, hs): each row's valid positions, in order; each of q, k, v contiguous
+    packed = qkv.view(B * T, 3, n_heads, -1).transpose(0, 1).index_select(1, flat)
+    q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets, min_seqlen=lo, max_seqlen=hi).transpose(1, 2)
+               for t in packed.unbind(0))
     y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, nh, j, hs)
-    out = qkv.new_zeros(B, T, n_heads, packed.shape[-1])
-    out[mask] = y.transpose(1, 2).values()
-    return out
+    out = qkv.new_zeros(B * T, n_heads, packed.shape[-1]).index_copy(0, flat, y.transpose(1, 2).values())
+    return out.view(B, T, n_heads, -1)
 
 
 class Attention(nn.Module):
