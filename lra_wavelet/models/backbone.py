@@ -37,6 +37,7 @@ alone, where the benchmark's rows are all uniform.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,7 +88,9 @@ def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropou
     packed = qkv.view(B * T, 3, n_heads, -1).transpose(0, 1).index_select(1, flat)
     q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets, min_seqlen=lo, max_seqlen=hi).transpose(1, 2)
                for t in packed.unbind(0))
-    y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, nh, j, hs)
+    with warnings.catch_warnings():  # the CPU's fallback builds a strided nested tensor, and torch warns about it
+        warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, nh, j, hs)
     out = qkv.new_zeros(B * T, n_heads, packed.shape[-1]).index_copy(0, flat, y.transpose(1, 2).values())
     return out.view(B, T, n_heads, -1)
 
