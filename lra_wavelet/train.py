@@ -317,8 +317,8 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
             if name in splits:
                 whole_batches(len(splits[name]), t.batch_size, f"the {name} split")
     if t.attn_varlen and "max_seqlen" not in inspect.signature(torch.nested.nested_tensor_from_jagged).parameters:
-        raise UserError(f"train.attn_varlen needs torch >= 2.5 (nested tensors given their lengths); this is torch "
-                        f"{torch.__version__}: leave it off")
+        raise UserError(f"train.attn_varlen needs torch.nested.nested_tensor_from_jagged with min_seqlen / max_seqlen, "
+                        f"which torch {torch.__version__} lacks: leave it off or use a newer torch")
     model = build_model(task, cfg.model).to(device)
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
