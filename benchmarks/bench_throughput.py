@@ -40,7 +40,7 @@ Variants (train.* switches; README "Speed"):
               nominal (batch x length, the FLOPs of full-length rows): the work skipped counts as done
     groups2   the same with train.length_groups=2 (larger micro-batches, less work skipped)
     varlen    compiled + train.attn_varlen=true (encoder attention over valid positions only, nested tensors;
-              with --data task: synthetic rows are full-length, so there it has no padding to skip)
+              with --data task: synthetic rows have no padding to skip)
     seeds3    3 seeds as one vmapped model (`sweep --stack-seeds`: stacked.loop's step and batches):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)

@@ -145,10 +145,11 @@ class TrainConfig:
     # (without a mask flash pads width 4 itself: measured no faster). models/backbone.py padded_head_width
     attn_pad_heads: Optional[int] = None
     # non-causal attention over each row's valid positions only, as nested (jagged) tensors: no attention work
-    # for padding (ListOps' generated rows average 1,020 of 2,000 positions). Exact at every position a
-    # pad-invariant readout reads (the same up to rounding; attention dropout the same in distribution); off,
-    # and never used, where the readout sees padded positions (mean pooling over all, a padded CLS), for causal
-    # attention or without a key mask. Under torch.compile the attention runs eagerly between compiled parts.
+    # for padding (ListOps' generated rows: 30% of the whole batch's attention work is left, Pathfinder's black
+    # pixels: 12%). The same numbers at every position (up to rounding; attention dropout the same in
+    # distribution): valid queries attend to valid keys as under the mask, padded queries take the uniform mean
+    # where the readout sees them (the benchmark's), and are never read otherwise. Not for causal attention (the
+    # decoders) or without a key mask. Under torch.compile the attention runs eagerly between compiled parts.
     # models/backbone.py varlen_attention
     attn_varlen: bool = False
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers

@@ -1032,7 +1032,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
            "length_groups": p.groups,  # (train.length_groups as applied: 1 for a model that is not pad-invariant)
            "matmul_precision": torch.get_float32_matmul_precision(),
            "attn_varlen": p.task.pad_id is not None and any(  # (train.attn_varlen as applied: see varlen_attention)
-               getattr(m, "varlen", False) and not m.causal and not m.uniform_padded for m in p.model.modules()),
+               getattr(m, "varlen", False) and not m.causal for m in p.model.modules()),
            "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)

@@ -608,7 +608,7 @@ def test_zero_padded_heads_give_the_same_attention_and_gradients():
 
 def test_varlen_attention_is_masked_attention_at_every_valid_position():
     """train.attn_varlen's attention (nested tensors, the valid positions of each row alone) against SDPA with the
-    key mask: the same outputs and gradients at valid queries, zeros at padded ones."""
+    key mask: the same outputs and gradients at valid queries, zeros at padded ones; zero-padded heads the same."""
     import torch.nn.functional as F
 
     from lra_wavelet.models.backbone import varlen_attention
@@ -617,21 +617,22 @@ def test_varlen_attention_is_masked_attention_at_every_valid_position():
     q, k, v = (torch.randn(3, 2, 12, 8, generator=g, requires_grad=True) for _ in range(3))
     mask = torch.arange(12)[None] < torch.tensor([12, 7, 1])[:, None]
     mask[0, 3] = False  # any mask, not only right padding
+    qkv = lambda: torch.stack([t.transpose(1, 2) for t in (q, k, v)], 2).reshape(3, 12, 48)  # noqa: E731
     outs = []
     for f in (lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]),
-              lambda: varlen_attention(torch.stack([t.transpose(1, 2) for t in (q, k, v)], 2).reshape(3, 12, 48),
-                                       mask, 2, 0.0).transpose(1, 2)):
+              lambda: varlen_attention(qkv(), mask, 2, 0.0).transpose(1, 2),
+              lambda: varlen_attention(qkv(), mask, 2, 0.0, width=16).transpose(1, 2)):
         y = f()
         (y * mask[:, None, :, None]).square().sum().backward()
         outs.append((y.detach(), [t.grad.clone() for t in (q, k, v)]))
         for t in (q, k, v):
             t.grad = None
-    (y0, g0), (y1, g1) = outs
-    valid = mask[:, None, :, None].expand_as(y0)
-    torch.testing.assert_close(y1[valid], y0[valid], rtol=1e-5, atol=1e-6)
-    assert not y1[~valid].any()
-    for a, b in zip(g0, g1):  # (a row of one valid key: dq is 0, where the masked kernel rounds to ~1e-6)
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    valid = mask[:, None, :, None].expand_as(outs[0][0])
+    for y1, g1 in outs[1:]:
+        torch.testing.assert_close(y1[valid], outs[0][0][valid], rtol=1e-5, atol=1e-6)
+        assert not y1[~valid].any()
+        for a, b in zip(outs[0][1], g1):  # (a row of one valid key: dq is 0, where the masked kernel rounds to ~1e-6)
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: the nested kernels (flash, efficient)")
@@ -651,35 +652,37 @@ def test_on_cuda_varlen_attention_equals_masked_attention():
         torch.testing.assert_close(varlen_attention(qkv, mask, 8, 0.0)[mask], ref[mask], rtol=tol, atol=tol)
 
 
-def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_where_exact():
-    """The ListOps transformer (CLS readout) gives the same logits and gradients with train.attn_varlen; where the
-    readout sees padded positions (Pathfinder's mean over all) or attention is causal, the switch is not used."""
+def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_without_causality():
+    """The transformer gives the same logits and gradients with train.attn_varlen, with a CLS readout (ListOps) and
+    with the benchmark's mean over every position, padded ones attending uniformly (Pathfinder: pixel 0 is
+    padding); causal attention never takes it."""
     from lra_wavelet import config as C
     from lra_wavelet import train as T
     from lra_wavelet.models import backbone
 
-    outs = []
-    for varlen in (False, True):
-        cfg = C.resolve("listops", "transformer", sets=("model.n_layers=2", "model.d_model=16", "model.n_heads=2",
-                                                        "model.qkv_dim=16", "model.d_ff=16", "model.dropout=0.0",
-                                                        "model.attn_dropout=0.0", f"train.attn_varlen={varlen}"))
-        p = T.build(cfg, splits={})
-        assert all(m.varlen == varlen for m in p.model.modules() if isinstance(m, backbone.Attention))
-        x = torch.randint(1, p.task.vocab_size, (3, 20), generator=torch.Generator().manual_seed(1))
-        x[1, 9:], x[2, 2:] = p.task.pad_id, p.task.pad_id
-        logits = p.model({"x": x})
-        logits.square().sum().backward()
-        outs.append((logits.detach(), [q.grad.clone() for q in p.model.parameters() if q.grad is not None]))
-    (l0, g0), (l1, g1) = outs
-    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g0, g1):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    for task, vocab in (("listops", None), ("pathfinder", 4)):
+        outs = []
+        for varlen in (False, True):
+            cfg = C.resolve(task, "transformer", sets=("model.n_layers=2", "model.d_model=16", "model.n_heads=2",
+                                                       "model.qkv_dim=16", "model.d_ff=16", "model.dropout=0.0",
+                                                       "model.attn_dropout=0.0", f"train.attn_varlen={varlen}"))
+            p = T.build(cfg, splits={})
+            assert all(m.varlen == varlen for m in p.model.modules() if isinstance(m, backbone.Attention))
+            x = torch.randint(1, vocab or p.task.vocab_size, (3, 20), generator=torch.Generator().manual_seed(1))
+            x[1, 9:], x[2, 2:], x[0, :3] = p.task.pad_id, p.task.pad_id, p.task.pad_id
+            logits = p.model({"x": x})
+            logits.square().sum().backward()
+            outs.append((logits.detach(), [q.grad.clone() for q in p.model.parameters() if q.grad is not None]))
+        (l0, g0), (l1, g1) = outs
+        torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-6)
+        for a, b in zip(g0, g1):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
 
     called = []
     real = backbone.varlen_attention
     backbone.varlen_attention = lambda *a, **k: called.append(1) or real(*a, **k)
     try:
-        for task, model in (("pathfinder", "transformer"), ("listops", "gpt"), ("listops", "transformer")):
+        for task, model in (("listops", "gpt"), ("pathfinder", "transformer")):
             cfg = C.resolve(task, model, sets=("model.n_layers=1", "model.d_model=16", "model.n_heads=2",
                                                "model.qkv_dim=16", "model.d_ff=16", "train.attn_varlen=true"))
             p = T.build(cfg, splits={})
@@ -689,7 +692,7 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wh
             called.append(task + "/" + model)
     finally:
         backbone.varlen_attention = real
-    assert called == ["pathfinder/transformer", "listops/gpt", 1, "listops/transformer"]
+    assert called == ["listops/gpt", 1, "pathfinder/transformer"]  # one call: one layer, one forward
 
     import dataclasses
 

@@ -75,24 +75,30 @@ def varlen_packing(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int,
 
 
 @torch.compiler.disable  # the valid rows' count is data: a compiled model runs this step eagerly, the rest compiled
-def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropout_p: float) -> torch.Tensor:
+def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropout_p: float,
+                     width: int = 0) -> torch.Tensor:
     """Non-causal attention of each row's valid positions among themselves, as nested (jagged) tensors: the same
-    as SDPA with `mask` on the keys at every valid query, zero at padded queries (which a readout that never reads
-    them cannot tell apart), and no work for the padding (train.attn_varlen). qkv (B, T, 3 x inner), the input
-    projection's output (a plain tensor: a compiled caller hands it over as a graph output, not a view), mask
-    (B, T) True where valid; returns (B, T, nh, hs), the layout the output projection reads. Under attention
-    dropout the same in distribution (another kernel draws its masks)."""
+    as SDPA with `mask` on the keys at every valid query, zero at padded queries, and no work for the padding
+    (train.attn_varlen). qkv (B, T, 3 x inner), the input projection's output (a plain tensor: a compiled caller
+    hands it over as a graph output, not a view), mask (B, T) True where valid, every row with one valid position
+    at least (SequenceModel.encode sees to it); heads narrower than `width` are zero-padded to it (as
+    padded_head_width: the same attention). Returns (B, T, nh, hs), the layout the output projection reads.
+    Under attention dropout the same in distribution (another kernel draws its masks)."""
     B, T, _ = qkv.shape
     flat, offsets, lo, hi = varlen_packing(mask)
     # (3, N, nh, hs): each row's valid positions, in order; each of q, k, v contiguous
     packed = qkv.view(B * T, 3, n_heads, -1).transpose(0, 1).index_select(1, flat)
+    hs = packed.shape[-1]
+    if width > hs:
+        packed = F.pad(packed, (0, width - hs))
     q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets, min_seqlen=lo, max_seqlen=hi).transpose(1, 2)
                for t in packed.unbind(0))
     with warnings.catch_warnings():  # the CPU's fallback builds a strided nested tensor, and torch warns about it
         warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)  # (B, nh, j, hs)
-    out = qkv.new_zeros(B * T, n_heads, packed.shape[-1]).index_copy(0, flat, y.transpose(1, 2).values())
-    return out.view(B, T, n_heads, -1)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=hs ** -0.5)  # (B, nh, j, width)
+    values = y.transpose(1, 2).values()[..., :hs]
+    out = qkv.new_zeros(B * T, n_heads, hs).index_copy(0, flat, values)
+    return out.view(B, T, n_heads, hs)
 
 
 class Attention(nn.Module):
@@ -113,12 +119,17 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         qkv = self.qkv(x)
         dropout_p = self.dropout if self.training else 0.0
-        if self.varlen and mask is not None and not self.causal and not self.uniform_padded:  # padded queries unread
-            return self.proj(varlen_attention(qkv, mask, self.n_heads, dropout_p).reshape(B, T, self.inner))
-        q, k, v = qkv.view(B, T, 3, self.n_heads, self.inner // self.n_heads).permute(2, 0, 3, 1, 4)
+        hs = self.inner // self.n_heads
+        if self.varlen and mask is not None and not self.causal:  # train.attn_varlen: no work for padding
+            y = varlen_attention(qkv, mask, self.n_heads, dropout_p,
+                                 padded_head_width(hs, self.pad_heads_to, True, qkv.is_cuda))  # (B, T, nh, hs)
+            if self.uniform_padded:  # as below: padded queries take the mean of every position's value
+                v = qkv.view(B, T, 3, self.n_heads, hs)[:, :, 2]
+                y = torch.where(mask[:, :, None, None], y, v.mean(1, keepdim=True))
+            return self.proj(y.reshape(B, T, self.inner))
+        q, k, v = qkv.view(B, T, 3, self.n_heads, hs).permute(2, 0, 3, 1, 4)
         # causal: right padding never reaches a valid position, so no padding mask is needed
         attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
-        hs = q.shape[-1]
         pad = padded_head_width(hs, self.pad_heads_to, attn_mask is not None, q.is_cuda) - hs
         # zero-padded heads: no q.k changes and the extra output columns are zero, so the same attention (its
         # dropout the same in distribution), at a width more kernels take (cuDNN refuses Pathfinder's 4)
