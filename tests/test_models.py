@@ -638,7 +638,8 @@ def test_varlen_attention_is_masked_attention_at_every_valid_position():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: the nested kernels (flash, efficient)")
 def test_on_cuda_varlen_attention_equals_masked_attention():
     """On the GPU (`python -m pytest -q tests/test_models.py -k cuda`): train.attn_varlen's nested-tensor kernels
-    against SDPA with the key mask, float32 (memory-efficient kernel) and bfloat16 (flash), ListOps' head width."""
+    against SDPA with the key mask, float32 (memory-efficient kernel) and bfloat16 (flash), ListOps' head width,
+    and Pathfinder's 4-wide heads zero-padded to 8."""
     import torch.nn.functional as F
 
     from lra_wavelet.models.backbone import varlen_attention
@@ -650,6 +651,10 @@ def test_on_cuda_varlen_attention_equals_masked_attention():
         q, k, v = qkv.view(4, 300, 3, 8, 64).permute(2, 0, 3, 1, 4)
         ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]).transpose(1, 2)
         torch.testing.assert_close(varlen_attention(qkv, mask, 8, 0.0)[mask], ref[mask], rtol=tol, atol=tol)
+    qkv = torch.randn(4, 300, 3 * 4 * 4, device="cuda", dtype=torch.bfloat16, generator=g)  # Pathfinder's heads
+    q, k, v = qkv.view(4, 300, 3, 4, 4).permute(2, 0, 3, 1, 4)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]).transpose(1, 2)
+    torch.testing.assert_close(varlen_attention(qkv, mask, 4, 0.0, width=8)[mask], ref[mask], rtol=2e-2, atol=2e-2)
 
 
 def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_without_causality():
