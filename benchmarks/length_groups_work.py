@@ -3,7 +3,8 @@ rows sorted by length, each trimmed as the trainer trims it (train.group_by_leng
 per-token work (rows x length, summed) and the attention's (rows x length^2) as a fraction of whole batches at
 the same setting. Whole compiled batches keep their full length (one static shape); the 'eager' rows trim to
 multiples of 128; 'compiled + attn_varlen' is the whole batch with attention over each row's valid positions
-alone (each row's valid positions squared, padding anywhere: Pathfinder's black pixels too). A step's time falls by less than the work does: micro-batches are smaller kernels.
+alone (their number squared, padding anywhere: Pathfinder's black pixels too). A step's time falls by less than
+the work does: micro-batches are smaller kernels.
 
     python benchmarks/length_groups_work.py --task listops [--set task.data_dir=DIR] [--batches 200] [--md OUT]
 """
