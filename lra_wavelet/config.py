@@ -169,9 +169,9 @@ class TrainConfig:
 # train keys that change no number: logging (also to TensorBoard / W&B), checkpoints, compilation (train.compile:
 # see RunConfig.hash), memory and speed switches
 # (train.grad_accum splits train.batch_size into micro-batches: the same update)
-SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "compile_mode", "grad_accum", "memory_check",
-                   "length_buckets", "length_groups", "lazy_metrics", "prefetch", "eval_batch_size", "logger", "attn_pad_heads",
-                   "attn_varlen")
+SPEED_ONLY_KEYS = ("log_every", "num_workers", "checkpoint_every", "compile", "compile_mode", "grad_accum",
+                   "memory_check", "length_buckets", "length_groups", "lazy_metrics", "prefetch", "eval_batch_size",
+                   "logger", "attn_pad_heads", "attn_varlen")
 # keys added after committed runs were made, each with the default that reproduces those runs: at that default a
 # key is left out of the hash, so adding a switch never renames (and so never re-runs) a finished run
 # (model.cls_mask 'first_token' differs from the earlier behaviour only where a sequence opens with padding, which
