@@ -175,13 +175,15 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     reference = config_mod.resolve(task_name, model, sets=tuple(args.set))  # the budget being estimated
     compiled = p.cfg.train.compile
     graphs = T.compiled_graphs() if compiled else 0
-    # MFU counts the model's own FLOPs: zero columns of padded heads (train.attn_pad_heads) are not the model's
-    padded = [(m, m.pad_heads_to) for m in p.model.modules() if hasattr(m, "pad_heads_to")]  # None: auto
-    for m, _ in padded:
-        m.pad_heads_to = 0
+    # MFU counts the model's own FLOPs: zero columns of padded heads (train.attn_pad_heads) are not the model's,
+    # and under train.attn_varlen the padding's skipped attention counts as done (nominal, as length groups';
+    # the FLOP counter cannot trace nested tensors either)
+    attention = [(m, m.pad_heads_to, m.varlen) for m in p.model.modules() if hasattr(m, "pad_heads_to")]
+    for m, _, _ in attention:
+        m.pad_heads_to, m.varlen = 0, False
     fpe = flops.count(p.model, task)["flops_per_example"]
-    for m, width in padded:
-        m.pad_heads_to = width
+    for m, width, varlen in attention:  # (width None: auto)
+        m.pad_heads_to, m.varlen = width, varlen
     if variant.startswith("seeds"):
         with T.compiling(p, auto=False, log=lambda s: None):
             tps, warmup = stacked_tokens_per_s(p, int(variant[5:].rstrip("c")), n)

@@ -44,14 +44,17 @@ def test_each_compiled_cell_compiles_in_a_fresh_dynamo_state(monkeypatch):
     assert "not compiled" not in bench.cell(rs[1:], None, None, 1)
 
 
-def test_mfu_counts_the_models_flops_not_the_zero_columns_of_padded_heads():
+def test_mfu_counts_the_models_flops_not_the_zero_columns_of_padded_heads(monkeypatch):
     """train.attn_pad_heads=8 pads Pathfinder's 4-wide heads: the kernel does more work, the model does not, so a
-    cell's FLOPs per token are the same with and without the padding (and the padding is back on afterwards)."""
-    narrow = ["model.qkv_dim=8"]  # 2 heads of width 4 at the quick size, as Pathfinder's
-    runs = [argparse.Namespace(**{**vars(QUICK), "set": narrow + extra}) for extra in ([], ["train.attn_pad_heads=8"])]
+    cell's FLOPs per token are the same with and without the padding (and the padding is back on afterwards);
+    train.attn_varlen's skipped padding counts as done (nominal FLOPs), and its cell is measured, not failed."""
+    narrow = argparse.Namespace(**{**vars(QUICK), "set": ["model.qkv_dim=8"]})  # 2 heads of width 4, as Pathfinder's
+    for name, switch in (("pad8", "train.attn_pad_heads=8"), ("varlen", "train.attn_varlen=true")):  # eager
+        monkeypatch.setitem(bench.VARIANTS, f"base-{name}", (*bench.EAGER, switch))  # (a variant's own switches win)
     per_token = [r["flops_per_s"] / r["tokens_per_s"]
-                 for r in (bench.measure("pathfinder", "transformer", "base", a, CPU) for a in runs)]
-    assert per_token[0] == pytest.approx(per_token[1], rel=1e-9)
+                 for r in (bench.measure("pathfinder", "transformer", v, narrow, CPU)
+                           for v in ("base", "base-pad8", "base-varlen"))]
+    assert per_token[1:] == pytest.approx(per_token[:1] * 2, rel=1e-9)
 
 
 def test_bench_wavelet_rounds_stop_at_the_budget_and_stay_interleaved(monkeypatch):
