@@ -150,6 +150,7 @@ class TrainConfig:
     # distribution): valid queries attend to valid keys as under the mask, padded queries take the uniform mean
     # where the readout sees them (the benchmark's), and are never read otherwise. Not for causal attention (the
     # decoders) or without a key mask. Under torch.compile the attention runs eagerly between compiled parts.
+    # For CUDA: on the CPU torch has no nested attention kernel (per-row math), so there it is much slower.
     # models/backbone.py varlen_attention
     attn_varlen: bool = False
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers
