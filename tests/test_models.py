@@ -657,7 +657,7 @@ def test_on_cuda_varlen_attention_equals_masked_attention():
     torch.testing.assert_close(varlen_attention(qkv, mask, 4, 0.0, width=8)[mask], ref[mask], rtol=2e-2, atol=2e-2)
 
 
-def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_without_causality():
+def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_without_causality(monkeypatch):
     """The encoders give the same logits and gradients with train.attn_varlen, with a CLS readout (ListOps) and
     with the benchmark's mean over every position, padded ones attending uniformly (Pathfinder: pixel 0 is
     padding), wavspa too; causal attention never takes it."""
@@ -684,20 +684,16 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
         for a, b in zip(g0, g1):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
-    called = []
-    real = backbone.varlen_attention
-    backbone.varlen_attention = lambda *a, **k: called.append(1) or real(*a, **k)
-    try:
-        for task, model in (("listops", "gpt"), ("pathfinder", "transformer")):
-            cfg = C.resolve(task, model, sets=("model.n_layers=1", "model.d_model=16", "model.n_heads=2",
-                                               "model.qkv_dim=16", "model.d_ff=16", "train.attn_varlen=true"))
-            p = T.build(cfg, splits={})
-            x = torch.randint(1, min(p.task.vocab_size, 4), (2, 16))
-            x[1, 8:] = p.task.pad_id
-            p.model.eval()(({"x": x}))
-            called.append(task + "/" + model)
-    finally:
-        backbone.varlen_attention = real
+    called, real = [], backbone.varlen_attention
+    monkeypatch.setattr(backbone, "varlen_attention", lambda *a, **k: called.append(1) or real(*a, **k))
+    for task, model in (("listops", "gpt"), ("pathfinder", "transformer")):
+        cfg = C.resolve(task, model, sets=("model.n_layers=1", "model.d_model=16", "model.n_heads=2",
+                                           "model.qkv_dim=16", "model.d_ff=16", "train.attn_varlen=true"))
+        p = T.build(cfg, splits={})
+        x = torch.randint(1, min(p.task.vocab_size, 4), (2, 16))
+        x[1, 8:] = p.task.pad_id
+        p.model.eval()(({"x": x}))
+        called.append(task + "/" + model)
     assert called == ["listops/gpt", 1, "pathfinder/transformer"]  # one call: one layer, one forward
 
     import dataclasses
@@ -709,13 +705,10 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
     assert on.hash == C.resolve("listops", "transformer").hash  # speed only: the same run
     with pytest.raises(UserError, match="train.attn_varlen: not with stacked seeds"):
         check_stackable([dataclasses.replace(on, seed=s) for s in (0, 1)])
-    real_njt = torch.nested.nested_tensor_from_jagged
-    torch.nested.nested_tensor_from_jagged = lambda values, offsets=None, lengths=None, jagged_dim=None: None  # older torch
-    try:
-        with pytest.raises(UserError, match=r"train.attn_varlen needs torch.nested.nested_tensor_from_jagged with min_seqlen"):
-            T.build(on, splits={})
-    finally:
-        torch.nested.nested_tensor_from_jagged = real_njt
+    older = lambda values, offsets=None, lengths=None, jagged_dim=None: None  # noqa: E731  (no seqlen bounds)
+    monkeypatch.setattr(torch.nested, "nested_tensor_from_jagged", older)
+    with pytest.raises(UserError, match=r"train.attn_varlen needs torch.nested.nested_tensor_from_jagged with"):
+        T.build(on, splits={})
 
 
 def _bag_of_tokens(n, L, vocab, seed):

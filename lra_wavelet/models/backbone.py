@@ -120,26 +120,25 @@ class Attention(nn.Module):
         qkv = self.qkv(x)
         dropout_p = self.dropout if self.training else 0.0
         hs = self.inner // self.n_heads
-        if self.varlen and mask is not None and not self.causal:  # train.attn_varlen: no work for padding
+        # causal: right padding never reaches a valid position, so no padding mask is needed
+        masked = mask is not None and not self.causal
+        if masked and self.varlen:  # train.attn_varlen: no work for padding
             y = varlen_attention(qkv, mask, self.n_heads, dropout_p,
                                  padded_head_width(hs, self.pad_heads_to, True, qkv.is_cuda))  # (B, T, nh, hs)
-            if self.uniform_padded:  # as below: padded queries take the mean of every position's value
-                v = qkv.view(B, T, 3, self.n_heads, hs)[:, :, 2]
-                y = torch.where(mask[:, :, None, None], y, v.mean(1, keepdim=True))
-            return self.proj(y.reshape(B, T, self.inner))
-        q, k, v = qkv.view(B, T, 3, self.n_heads, hs).permute(2, 0, 3, 1, 4)
-        # causal: right padding never reaches a valid position, so no padding mask is needed
-        attn_mask = None if (self.causal or mask is None) else mask[:, None, None, :]  # (B, 1, 1, T) keys
-        pad = padded_head_width(hs, self.pad_heads_to, attn_mask is not None, q.is_cuda) - hs
-        # zero-padded heads: no q.k changes and the extra output columns are zero, so the same attention (its
-        # dropout the same in distribution), at a width more kernels take (cuDNN refuses Pathfinder's 4)
-        qp, kp, vp = (F.pad(t, (0, pad)) for t in (q, k, v)) if pad else (q, k, v)
-        y = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=attn_mask, is_causal=self.causal,
-                                           dropout_p=dropout_p,
-                                           scale=hs ** -0.5 if pad else None)[..., :hs]  # (B, nh, T, hs)
-        if attn_mask is not None and self.uniform_padded:
-            y = torch.where(mask[:, None, :, None], y, v.mean(2, keepdim=True))
-        return self.proj(y.transpose(1, 2).reshape(B, T, self.inner))
+        else:
+            q, k, v = qkv.view(B, T, 3, self.n_heads, hs).permute(2, 0, 3, 1, 4)
+            attn_mask = mask[:, None, None, :] if masked else None  # (B, 1, 1, T) keys
+            pad = padded_head_width(hs, self.pad_heads_to, masked, q.is_cuda) - hs
+            # zero-padded heads: no q.k changes and the extra output columns are zero, so the same attention (its
+            # dropout the same in distribution), at a width more kernels take (cuDNN refuses Pathfinder's 4)
+            qp, kp, vp = (F.pad(t, (0, pad)) for t in (q, k, v)) if pad else (q, k, v)
+            y = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=attn_mask, is_causal=self.causal,
+                                               dropout_p=dropout_p,
+                                               scale=hs ** -0.5 if pad else None)[..., :hs].transpose(1, 2)
+        if masked and self.uniform_padded:  # padded queries take the mean of every position's value
+            v = qkv.view(B, T, 3, self.n_heads, hs)[:, :, 2]
+            y = torch.where(mask[:, :, None, None], y, v.mean(1, keepdim=True))
+        return self.proj(y.reshape(B, T, self.inner))  # y: (B, T, nh, hs)
 
 
 class MLP(nn.Module):
