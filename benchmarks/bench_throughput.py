@@ -39,8 +39,8 @@ Variants (train.* switches; README "Speed"):
               --data task: synthetic rows are all full-length, so there it only costs. Tokens/s and MFU stay
               nominal (batch x length, the FLOPs of full-length rows): the work skipped counts as done
     groups2   the same with train.length_groups=2 (larger micro-batches, less work skipped)
-    varlen    compiled + train.attn_varlen=true (encoder attention over valid positions only, nested tensors;
-              with --data task: synthetic rows have no padding to skip)
+    varlen    compiled + train.attn_varlen=true (encoder attention over valid positions only, flash's
+              variable-length kernel; with --data task: synthetic rows have no padding to skip)
     seeds3    3 seeds as one vmapped model (`sweep --stack-seeds`: stacked.loop's step and batches):
               the tokens/s of the three together, its GPU minutes per seed of the table; the Haar op runs as
               prefix sums under vmap, not as the fused Triton kernel (WaveletOp.use_fused says why)
@@ -177,7 +177,7 @@ def measure(task_name: str, model: str, variant: str, args, device: torch.device
     graphs = T.compiled_graphs() if compiled else 0
     # MFU counts the model's own FLOPs: zero columns of padded heads (train.attn_pad_heads) are not the model's,
     # and under train.attn_varlen the padding's skipped attention counts as done (nominal, as length groups';
-    # the FLOP counter cannot trace nested tensors either)
+    # the FLOP counter cannot trace the variable-length kernel either)
     attention = [(m, m.pad_heads_to, m.varlen) for m in p.model.modules() if hasattr(m, "pad_heads_to")]
     for m, _, _ in attention:
         m.pad_heads_to, m.varlen = 0, False

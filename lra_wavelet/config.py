@@ -144,13 +144,14 @@ class TrainConfig:
     # mask (6.6x faster attention at Pathfinder's shape: flash refuses masks, the others width 4); elsewhere not
     # (without a mask flash pads width 4 itself: measured no faster). models/backbone.py padded_head_width
     attn_pad_heads: Optional[int] = None
-    # non-causal attention over each row's valid positions only, as nested (jagged) tensors: no attention work
-    # for padding (ListOps' generated rows: 30% of the whole batch's attention work is left, Pathfinder's black
-    # pixels: 12%). The same numbers at every position (up to rounding; attention dropout the same in
-    # distribution): valid queries attend to valid keys as under the mask, padded queries take the uniform mean
-    # where the readout sees them (the benchmark's), and are never read otherwise. Not for causal attention (the
-    # decoders) or without a key mask. Under torch.compile the attention runs eagerly between compiled parts.
-    # For CUDA: on the CPU torch has no nested attention kernel (per-row math), so there it is much slower.
+    # non-causal attention over each row's valid positions only: no attention work for padding (ListOps'
+    # generated rows: 30% of the whole batch's attention work is left, Pathfinder's black pixels: 12%), through
+    # flash's variable-length kernel with the batch's valid positions gathered to the front (fixed shapes, no
+    # host sync: compiles into the model's graph). The same numbers at every position (up to rounding; attention
+    # dropout the same in distribution): valid queries attend to valid keys as under the mask, padded queries
+    # take the uniform mean where the readout sees them (the benchmark's), and are never read otherwise. Not for
+    # causal attention (the decoders) or without a key mask. CUDA under bf16 autocast (flash's kernel); on CUDA
+    # in float32 the masked kernels run instead; on the CPU a loop over rows (the same function, slower).
     # models/backbone.py varlen_attention
     attn_varlen: bool = False
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers

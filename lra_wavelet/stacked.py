@@ -54,8 +54,8 @@ def check_stackable(cfgs: list[RunConfig]) -> None:
         raise UserError(f"train.length_groups={cfgs[0].train.length_groups}: not with stacked seeds (a stack trains "
                         "every seed's batch whole, trimmed together); leave it at 1 or train the seeds one by one")
     if cfgs[0].train.attn_varlen:
-        raise UserError("train.attn_varlen: not with stacked seeds (nested tensors do not run under vmap); leave it "
-                        "off or train the seeds one by one")
+        raise UserError("train.attn_varlen: not with stacked seeds (the variable-length kernel does not run under "
+                        "vmap); leave it off or train the seeds one by one")
     seeds = [c.seed for c in cfgs]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"stacked seeds must be distinct, got {seeds}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -51,6 +50,7 @@ from . import loggers, results
 from .config import RunConfig
 from .errors import UserError
 from .evaluate import classification_metrics, lm_metrics
+from .models.backbone import varlen_kernel
 from .registry import MODELS, TASKS
 
 CRASH_ENV = "LRA_WAVELET_CRASH_AT_STEP"  # tests: hard-exit (as if killed) right after this step
@@ -316,14 +316,13 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         for name in ("val", "test"):
             if name in splits:
                 whole_batches(len(splits[name]), t.batch_size, f"the {name} split")
-    if t.attn_varlen and "max_seqlen" not in inspect.signature(torch.nested.nested_tensor_from_jagged).parameters:
-        raise UserError(f"train.attn_varlen needs torch.nested.nested_tensor_from_jagged with min_seqlen / max_seqlen, "
-                        f"which torch {torch.__version__} lacks: leave it off or use a newer torch")
     model = build_model(task, cfg.model).to(device)
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
             m.pad_heads_to = t.attn_pad_heads
             m.varlen = t.attn_varlen
+    if t.attn_varlen and device.type == "cuda":
+        varlen_kernel(device, True)  # the capability asked here, never inside a compiled graph
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
     torch.set_float32_matmul_precision(t.matmul_precision)  # process-wide: each run (a sweep's cells) sets its own
@@ -1021,6 +1020,16 @@ def resume_from(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, strict
     return None
 
 
+def attn_varlen_applied(p: Parts):
+    """train.attn_varlen as a run applies it, for env.json: False where it changes nothing (off, no padding, or
+    causal attention only), else the kernel it runs (models/backbone.py varlen_kernel)."""
+    if p.task.pad_id is None or not any(getattr(m, "varlen", False) and not m.causal for m in p.model.modules()):
+        return False
+    with p.amp():  # a product under the run's autocast: is it in half precision?
+        half = (torch.ones(1, 1, device=p.device) @ torch.ones(1, 1, device=p.device)).dtype != torch.float32
+    return varlen_kernel(p.device, half)
+
+
 def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path]) -> None:
     """config.yaml, env.json and the curve so far: the checkpoint's own (or, from older checkpoints, the file's;
     copied from the run continued, if any), points after the checkpoint dropped."""
@@ -1031,8 +1040,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
            "length_groups": p.groups,  # (train.length_groups as applied: 1 for a model that is not pad-invariant)
            "matmul_precision": torch.get_float32_matmul_precision(),
-           "attn_varlen": p.task.pad_id is not None and any(  # (train.attn_varlen as applied: see varlen_attention)
-               getattr(m, "varlen", False) and not m.causal for m in p.model.modules()),
+           "attn_varlen": attn_varlen_applied(p),
            "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)

@@ -116,7 +116,8 @@ def test_committed_lra_rows_keep_their_config_hash():
 def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
     """Each results/lra/runs/<task>/<model>/<run_id>/config.yaml resolves to its folder's hash suffix, and so does
     the reference configuration, or for the decoders run before they took the benchmark's conventions its preset
-    gpt-init, or for the decoders at the paper's size its preset paper, at its train.max_steps (what a sweep with [--preset gpt-init] --set train.max_steps=N looks for): a
+    gpt-init, or for the decoders at the paper's size its preset paper, at its train.max_steps and named
+    deviations (what a sweep with [--preset gpt-init] --set train.max_steps=N [--set train.amp=off ...] looks for): a
     key added later (config.LATER_KEYS), a new default or a task YAML's models: block must rename none.
     Except one change made on purpose: Image, Pathfinder and Path-X took the benchmark's cosine period
     (train.cosine_cycle max_steps), so the Pathfinder runs made before it, at after_warmup, are no longer the
@@ -130,6 +131,10 @@ def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
         sets = (f"seed={d['seed']}", f"train.max_steps={d['train']['max_steps']}")
         paper = (d["model"]["n_layers"], d["model"]["d_model"]) == (10, 128)  # tasks/paper/lra_decoders.yaml's size
         preset = "gpt-init" if d["model"]["init"] == "gpt" else "paper" if paper else None
+        # the named deviations a folder may have been run with (the ListOps precision and checkpoint-rule tests)
+        sets += tuple(f"train.{k}={d['train'][k]}" for k in ("amp", "matmul_precision", "test_on")
+                      if k in d["train"] and d["train"][k] != getattr(C.resolve(d["task"]["name"],
+                                                                                d["model"]["name"]).train, k))
         ref = C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets)
         if "cosine_cycle" not in d["train"] and ref.train.cosine_cycle == "max_steps":
             old_cycle.append(f.parent.name)

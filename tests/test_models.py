@@ -607,8 +607,9 @@ def test_zero_padded_heads_give_the_same_attention_and_gradients():
 
 
 def test_varlen_attention_is_masked_attention_at_every_valid_position():
-    """train.attn_varlen's attention (nested tensors, the valid positions of each row alone) against SDPA with the
-    key mask: the same outputs and gradients at valid queries, zeros at padded ones; zero-padded heads the same."""
+    """train.attn_varlen's attention (the batch's valid positions gathered to the front, each row one segment)
+    against SDPA with the key mask: the same outputs and gradients at valid queries, zeros at padded ones, for any
+    mask (not only right padding); zero-padded heads the same."""
     import torch.nn.functional as F
 
     from lra_wavelet.models.backbone import varlen_attention
@@ -635,26 +636,110 @@ def test_varlen_attention_is_masked_attention_at_every_valid_position():
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: the nested kernels (flash, efficient)")
+def test_varlen_attention_keeps_the_kernels_unwritten_rows_out_of_outputs_and_gradients(monkeypatch):
+    """Flash's variable-length kernel leaves the rows past the last segment (the padded positions) unwritten, in
+    its output and in its input gradients: here they are NaN, and neither the output nor any gradient of qkv
+    sees them."""
+    from lra_wavelet.models import backbone
+
+    real = backbone.segment_attention
+
+    class Unwritten(torch.autograd.Function):  # identity, whose gradient is NaN past the segments
+        @staticmethod
+        def forward(ctx, t, n):
+            ctx.n = n
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.clone()
+            grad[ctx.n:] = float("nan")
+            return grad, None
+
+    def leaky(q, k, v, cu, max_len, dropout_p, scale):
+        n = int(cu[-1])
+        y = real(*(Unwritten.apply(t, n) for t in (q, k, v)), cu, max_len, dropout_p, scale).clone()
+        y[n:] = float("nan")
+        return y
+
+    g = torch.Generator().manual_seed(3)
+    mask = torch.rand(2, 10, generator=g) < 0.6
+    mask[:, 0] = True
+    grads = []
+    for f in (real, leaky):
+        monkeypatch.setattr(backbone, "segment_attention", f)
+        qkv = torch.randn(2, 10, 3 * 2 * 4, generator=torch.Generator().manual_seed(4), requires_grad=True)
+        y = backbone.varlen_attention(qkv, mask, 2, 0.0)
+        assert torch.isfinite(y).all() and not y[~mask].any()
+        y.square().sum().backward()
+        assert torch.isfinite(qkv.grad).all()
+        grads.append((y.detach(), qkv.grad))
+    torch.testing.assert_close(grads[1], grads[0])
+
+
+def test_varlen_attention_calls_flash_with_the_kernels_shapes_and_bounds(monkeypatch):
+    """The CUDA path's call, checked on the CPU through torch's meta kernels (shapes, dtypes, the argument list of
+    this torch's aten._flash_attention_forward) and a recording stand-in (the segment bounds, head width padded
+    to a multiple of 8, forward and backward run)."""
+    from lra_wavelet.models import backbone
+
+    monkeypatch.setattr(backbone, "flash_varlen_ok", lambda t: True)
+    mask = torch.arange(16)[None] < torch.tensor([16, 5, 9])[:, None]
+    qkv = torch.randn(3, 16, 3 * 2 * 4, dtype=torch.bfloat16, device="meta", requires_grad=True)
+    y = backbone.varlen_attention(qkv, mask.to("meta"), 2, 0.1)
+    assert y.shape == (3, 16, 2, 4) and y.dtype == torch.bfloat16
+    y.sum().backward()
+    assert qkv.grad.shape == qkv.shape
+
+    seen = []
+    real = torch.ops.aten._flash_attention_forward
+
+    class Recorder:
+        def __call__(self, q, k, v, cu_q, cu_k, max_q, max_k, dropout_p, causal, debug, scale):
+            seen.append((q.shape, cu_q.tolist(), cu_k.tolist(), max_q, max_k, dropout_p, causal, scale))
+            return real(*(t.to("meta") for t in (q, k, v, cu_q, cu_k)), max_q, max_k, dropout_p, causal, debug,
+                        scale=scale)
+
+    monkeypatch.setattr(torch.ops.aten, "_flash_attention_forward", Recorder())
+    try:
+        backbone.varlen_attention(torch.randn(3, 16, 3 * 2 * 4, dtype=torch.bfloat16), mask, 2, 0.1)
+    except Exception:  # the meta kernel's output cannot mix with CPU tensors after the call: the call is the point
+        pass
+    assert seen == [(torch.Size([48, 2, 8]), [0, 16, 21, 30], [0, 16, 21, 30], 16, 16, 0.1, False, 0.5)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only: flash's variable-length kernel")
 def test_on_cuda_varlen_attention_equals_masked_attention():
-    """On the GPU (`python -m pytest -q tests/test_models.py -k cuda`): train.attn_varlen's nested-tensor kernels
-    against SDPA with the key mask, float32 (memory-efficient kernel) and bfloat16 (flash), ListOps' head width,
-    and Pathfinder's 4-wide heads zero-padded to 8."""
+    """On the GPU (`python -m pytest -q tests/test_models.py -k cuda`): train.attn_varlen's flash kernel against
+    SDPA with the key mask in bfloat16, outputs and gradients, ListOps' head width and Pathfinder's 4-wide heads
+    (zero-padded to 8), scattered masks too; compiled without a graph break, with attention dropout; float32 on
+    CUDA (the per-segment loop, the function itself) the same."""
     import torch.nn.functional as F
 
     from lra_wavelet.models.backbone import varlen_attention
 
     g = torch.Generator(device="cuda").manual_seed(0)
     mask = torch.arange(300, device="cuda")[None] < torch.tensor([300, 171, 5, 64], device="cuda")[:, None]
-    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
-        qkv = torch.randn(4, 300, 3 * 8 * 64, device="cuda", dtype=dtype, generator=g)
-        q, k, v = qkv.view(4, 300, 3, 8, 64).permute(2, 0, 3, 1, 4)
-        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]).transpose(1, 2)
-        torch.testing.assert_close(varlen_attention(qkv, mask, 8, 0.0)[mask], ref[mask], rtol=tol, atol=tol)
-    qkv = torch.randn(4, 300, 3 * 4 * 4, device="cuda", dtype=torch.bfloat16, generator=g)  # Pathfinder's heads
-    q, k, v = qkv.view(4, 300, 3, 4, 4).permute(2, 0, 3, 1, 4)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :]).transpose(1, 2)
-    torch.testing.assert_close(varlen_attention(qkv, mask, 4, 0.0, width=8)[mask], ref[mask], rtol=2e-2, atol=2e-2)
+    scattered = torch.rand(4, 300, device="cuda", generator=g) < 0.3
+    scattered[:, 0] = True
+    for m, nh, hs, dtype, tol in ((mask, 8, 64, torch.bfloat16, 2e-2), (scattered, 4, 4, torch.bfloat16, 2e-2),
+                                  (mask, 8, 64, torch.float32, 1e-5)):
+        qkv = torch.randn(4, 300, 3 * nh * hs, device="cuda", dtype=dtype, generator=g, requires_grad=True)
+        q, k, v = qkv.view(4, 300, 3, nh, hs).permute(2, 0, 3, 1, 4)
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=m[:, None, None, :]).transpose(1, 2)
+        (ref * m[:, :, None, None]).float().square().sum().backward()
+        ref_grad, qkv.grad = qkv.grad, None
+        y = varlen_attention(qkv, m, nh, 0.0)
+        torch.testing.assert_close(y[m], ref[m], rtol=tol, atol=tol)
+        assert not y[~m].any()
+        y.float().square().sum().backward()
+        torch.testing.assert_close(qkv.grad, ref_grad, rtol=5 * tol, atol=5 * tol)
+    qkv = torch.randn(4, 300, 3 * 8 * 64, device="cuda", dtype=torch.bfloat16, generator=g)
+    compiled = torch.compile(varlen_attention, fullgraph=True, dynamic=False)  # fullgraph: a graph break fails
+    torch.testing.assert_close(compiled(qkv, mask, 8, 0.0), varlen_attention(qkv, mask, 8, 0.0), rtol=2e-2,
+                               atol=2e-2)
+    dropped = compiled(qkv, mask, 8, 0.1)
+    assert torch.isfinite(dropped).all() and not dropped[~mask].any()
 
 
 def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_without_causality(monkeypatch):
@@ -674,6 +759,7 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
                                                        "model.attn_dropout=0.0", f"train.attn_varlen={varlen}"))
             p = T.build(cfg, splits={})
             assert all(m.varlen == varlen for m in p.model.modules() if isinstance(m, backbone.Attention))
+            assert T.attn_varlen_applied(p) == ("per-segment SDPA" if varlen else False)  # env.json's record
             x = torch.randint(1, vocab or p.task.vocab_size, (3, 20), generator=torch.Generator().manual_seed(1))
             x[1, 9:], x[2, 2:], x[0, :3] = p.task.pad_id, p.task.pad_id, p.task.pad_id
             logits = p.model({"x": x})
@@ -694,6 +780,7 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
         x[1, 8:] = p.task.pad_id
         p.model.eval()(({"x": x}))
         called.append(task + "/" + model)
+        assert T.attn_varlen_applied(p) == (False if model == "gpt" else "per-segment SDPA")
     assert called == ["listops/gpt", 1, "pathfinder/transformer"]  # one call: one layer, one forward
 
     import dataclasses
@@ -705,10 +792,6 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
     assert on.hash == C.resolve("listops", "transformer").hash  # speed only: the same run
     with pytest.raises(UserError, match="train.attn_varlen: not with stacked seeds"):
         check_stackable([dataclasses.replace(on, seed=s) for s in (0, 1)])
-    older = lambda values, offsets=None, lengths=None, jagged_dim=None: None  # noqa: E731  (no seqlen bounds)
-    monkeypatch.setattr(torch.nested, "nested_tensor_from_jagged", older)
-    with pytest.raises(UserError, match=r"train.attn_varlen needs torch.nested.nested_tensor_from_jagged with"):
-        T.build(on, splits={})
 
 
 def _bag_of_tokens(n, L, vocab, seed):

@@ -37,7 +37,6 @@ alone, where the benchmark's rows are all uniform.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,44 +60,82 @@ def padded_head_width(width: int, setting: int | None, masked: bool, cuda: bool)
     return max(width, setting)
 
 
-def varlen_packing(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(flat indices of the valid positions, offsets, min and max row length) of a (B, T) mask, computed once per
-    forward (kept on the mask tensor, which every layer of one forward shares): two host syncs a step, not two
-    per layer."""
-    got = getattr(mask, "_varlen_packing", None)
-    if got is None or got[0] != mask._version:
-        lengths = mask.sum(1)
-        lo, hi = (int(v) for v in torch.stack([lengths.min(), lengths.max()]).tolist())
-        got = (mask._version, mask.reshape(-1).nonzero().squeeze(1), F.pad(lengths.cumsum(0), (1, 0)), lo, hi)
-        mask._varlen_packing = got
-    return got[1:]
+_SM80: dict[int, bool] = {}  # CUDA device index -> compute capability 8 or more (asked once, outside any graph)
 
 
-@torch.compiler.disable  # the valid rows' count is data: a compiled model runs this step eagerly, the rest compiled
+def _sm80(device: torch.device) -> bool:
+    i = torch.cuda.current_device() if device.index is None else device.index
+    if i not in _SM80:
+        _SM80[i] = torch.cuda.get_device_capability(i)[0] >= 8
+    return _SM80[i]
+
+
+def flash_varlen_ok(t: torch.Tensor) -> bool:
+    """Whether flash's variable-length kernel takes `t`: CUDA, compute capability 8 or more, half precision."""
+    return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and _sm80(t.device)
+
+
+def varlen_kernel(device: torch.device, half: bool) -> str:
+    """The kernel train.attn_varlen runs on `device` (half: under bf16 autocast), as env.json records it; on CUDA
+    it also asks the device's capability once, before anything is compiled."""
+    if device.type != "cuda":
+        return "per-segment SDPA"
+    return "flash varlen" if half and _sm80(device) else "masked SDPA (flash varlen needs half precision)"
+
+
+def varlen_layout(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(order, cu_seqlens, in_segment) of a (B, T) key mask. `order` lists the B x T flattened positions with
+    every row's valid ones first (rows in order, positions in order within a row), then all padded ones;
+    cu_seqlens (B + 1,) int32 are the rows' bounds within that order; in_segment (B x T,) is True for the first
+    cu_seqlens[-1] entries. Every shape is fixed by (B, T): no host sync, so a compiled model keeps it in its graph."""
+    flat = mask.reshape(-1)
+    order = torch.argsort((~flat).to(torch.int8), stable=True)
+    cu = F.pad(mask.sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int32), (1, 0))
+    return order, cu, flat[order]
+
+
+def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
+                      dropout_p: float, scale: float) -> torch.Tensor:
+    """Non-causal attention within each segment [cu[i], cu[i + 1]) of (N, nh, hs) q, k, v, the rows past cu[-1] in
+    no segment (their output and input gradients: unwritten). On CUDA in half precision flash's variable-length
+    kernel (the one SDPA runs for nested tensors, called directly: no host sync, no graph break, its backward and
+    dropout included; no work for the rows past cu[-1]); elsewhere each segment through SDPA, the same function."""
+    if flash_varlen_ok(q):
+        return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, dropout_p, False, False,
+                                                       scale=scale)[0]
+    bounds = cu.tolist()
+    parts = [F.scaled_dot_product_attention(*(t[s:e].transpose(0, 1) for t in (q, k, v)), dropout_p=dropout_p,
+                                            scale=scale).transpose(0, 1)
+             for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    return torch.cat([*parts, q.new_zeros(q.shape[0] - bounds[-1], *q.shape[1:])])
+
+
 def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropout_p: float,
                      width: int = 0) -> torch.Tensor:
-    """Non-causal attention of each row's valid positions among themselves, as nested (jagged) tensors: the same
-    as SDPA with `mask` on the keys at every valid query, zero at padded queries, and no work for the padding
-    (train.attn_varlen). qkv (B, T, 3 x inner), the input projection's output (a plain tensor: a compiled caller
-    hands it over as a graph output, not a view), mask (B, T) True where valid, every row with one valid position
-    at least (SequenceModel.encode sees to it); heads narrower than `width` are zero-padded to it (as
-    padded_head_width: the same attention). Returns (B, T, nh, hs), the layout the output projection reads.
-    Under attention dropout the same in distribution (another kernel draws its masks)."""
+    """Non-causal attention of each row's valid positions among themselves: the same as SDPA with `mask` on the
+    keys at every valid query, zero at padded queries, and no attention work for the padding (train.attn_varlen).
+    The valid positions of the batch are gathered to the front (varlen_layout: attention is the same for any
+    order of a row's positions), each row one segment of segment_attention, and the result scattered back.
+    qkv (B, T, 3 x inner), the input projection's output; mask (B, T) True where valid, every row with one valid
+    position at least (SequenceModel.encode sees to it); heads narrower than `width` are zero-padded to it (as
+    padded_head_width: the same attention; flash's to a multiple of 8 too). Returns (B, T, nh, hs), the layout
+    the output projection reads. Under attention dropout the same in distribution (another kernel draws its
+    masks)."""
     B, T, _ = qkv.shape
-    flat, offsets, lo, hi = varlen_packing(mask)
-    # (3, N, nh, hs): each row's valid positions, in order; each of q, k, v contiguous
-    packed = qkv.view(B * T, 3, n_heads, -1).transpose(0, 1).index_select(1, flat)
+    order, cu, in_segment = varlen_layout(mask)
+    packed = qkv.view(B * T, 3, n_heads, -1)
     hs = packed.shape[-1]
+    width = max(width, hs)
+    if flash_varlen_ok(qkv):
+        width = -(-width // 8) * 8
+    # the padded positions' rows (past cu[-1]) zeroed: flash leaves their gradient unwritten, and zero reaches qkv
+    packed = torch.where(in_segment[:, None, None, None], packed.index_select(0, order), 0)
     if width > hs:
         packed = F.pad(packed, (0, width - hs))
-    q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets, min_seqlen=lo, max_seqlen=hi).transpose(1, 2)
-               for t in packed.unbind(0))
-    with warnings.catch_warnings():  # the CPU's fallback builds a strided nested tensor, and torch warns about it
-        warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors is in prototype stage")
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=hs ** -0.5)  # (B, nh, j, width)
-    values = y.transpose(1, 2).values()[..., :hs]
-    out = qkv.new_zeros(B * T, n_heads, hs).index_copy(0, flat, values)
-    return out.view(B, T, n_heads, hs)
+    q, k, v = packed.unbind(1)
+    y = segment_attention(q, k, v, cu, T, dropout_p, hs ** -0.5)[..., :hs]
+    out = torch.empty_like(y).index_copy(0, order, y)
+    return torch.where(mask.reshape(-1, 1, 1), out, 0).view(B, T, n_heads, hs)
 
 
 class Attention(nn.Module):
@@ -122,7 +159,9 @@ class Attention(nn.Module):
         hs = self.inner // self.n_heads
         # causal: right padding never reaches a valid position, so no padding mask is needed
         masked = mask is not None and not self.causal
-        if masked and self.varlen:  # train.attn_varlen: no work for padding
+        # train.attn_varlen: no work for padding (on CUDA only where flash's kernel runs: the masked kernels beat a
+        # loop over rows)
+        if masked and self.varlen and (flash_varlen_ok(qkv) or not qkv.is_cuda):
             y = varlen_attention(qkv, mask, self.n_heads, dropout_p,
                                  padded_head_width(hs, self.pad_heads_to, True, qkv.is_cuda))  # (B, T, nh, hs)
         else:
