@@ -679,8 +679,8 @@ def test_varlen_attention_keeps_the_kernels_unwritten_rows_out_of_outputs_and_gr
 
 def test_varlen_attention_calls_flash_with_the_kernels_shapes_and_bounds(monkeypatch):
     """The CUDA path's call, checked on the CPU through torch's meta kernels (shapes, dtypes, the argument list of
-    this torch's aten._flash_attention_forward) and a recording stand-in (the segment bounds, head width padded
-    to a multiple of 8, forward and backward run)."""
+    this torch's aten._flash_attention_forward, forward and backward, and torch.compile tracing it in one graph)
+    and a recording stand-in (the segment bounds, head width padded to a multiple of 8)."""
     from lra_wavelet.models import backbone
 
     monkeypatch.setattr(backbone, "flash_varlen_ok", lambda t: True)
@@ -690,6 +690,9 @@ def test_varlen_attention_calls_flash_with_the_kernels_shapes_and_bounds(monkeyp
     assert y.shape == (3, 16, 2, 4) and y.dtype == torch.bfloat16
     y.sum().backward()
     assert qkv.grad.shape == qkv.shape
+    # traced whole by torch.compile (fullgraph: a graph break fails), the flash call and its backward included
+    compiled = torch.compile(backbone.varlen_attention, fullgraph=True, dynamic=False, backend="aot_eager")
+    assert compiled(qkv, mask.to("meta"), 2, 0.1).shape == (3, 16, 2, 4)
 
     seen = []
     real = torch.ops.aten._flash_attention_forward
