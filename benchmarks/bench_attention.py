@@ -9,6 +9,13 @@ ListOps; the kernels' efficiency at such small head widths decides what a step c
 encoder's (B, heads, L + 1 for CLS, qkv_dim / heads), bf16, with the padding mask the task's batches carry (a
 (B, 1, 1, L) boolean key mask; none for the image tasks unless black pixels are padding, `-masked`). A backend that refuses
 a shape shows why. Times are medians over --repeat rounds of --iters calls each, min-max spread beside them.
+
+The last column, `varlen`, is train.attn_varlen's attention at a masked shape (models/backbone.py
+varlen_attention: the valid positions only, flash's variable-length kernel on CUDA; its gather and scatter timed
+with it), from the input projection's (B, L, 3 x width) layout. Its time depends on how much is valid, so the
+mask is: a third of each row padding at its end, or on Pathfinder 66% of the positions padding at random (the
+benchmark's images have 34.0% non-zero pixels, results/benchmarks/pathfinder.md). The masked kernels do the
+same work for any mask.
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ import statistics
 import sys
 import time
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, for the varlen column
 
 # task: (batch, heads, length incl. CLS, head width, key mask?, width padded to, attention dropout) at the
 # reference configs (tasks/<task>.yaml); a padded width is what train.attn_pad_heads does: zero columns, the
@@ -51,20 +62,37 @@ def backends():
     return out
 
 
-def time_one(shape, backend, device, iters: int, repeat: int, dropout: bool = True) -> tuple[float, float, float]:
+def key_mask(task: str, B: int, L: int, device) -> torch.Tensor:
+    """(B, L) True where valid: Pathfinder's 34% of positions at random (its first one kept), else two thirds of
+    each row from its start."""
+    if task.startswith("pathfinder"):
+        mask = torch.rand(B, L, generator=torch.Generator().manual_seed(0)) < 0.34
+        mask[:, 0] = True
+        return mask.to(device)
+    return (torch.arange(L, device=device)[None, :] < (2 * L) // 3).expand(B, L)
+
+
+def time_one(task, shape, backend, device, iters: int, repeat: int,
+             dropout: bool = True) -> tuple[float, float, float]:
     from torch.nn.attention import sdpa_kernel
 
     B, H, L, hd, masked, padded, p = shape
     p = p if dropout else 0.0
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     q, k, v = (torch.randn(B, H, L, hd, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
-    mask = None
-    if masked:  # about a third of the keys padding, at the end of each row
-        mask = (torch.arange(L, device=device)[None, :] < (2 * L) // 3).expand(B, L)[:, None, None, :]
+    mask = key_mask(task, B, L, device)[:, None, None, :] if masked else None
     g = torch.randn(B, H, L, hd, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if backend == "varlen":
+        from lra_wavelet.models.backbone import varlen_attention
+
+        qkv = torch.randn(B, L, 3 * H * hd, device=device, dtype=dtype, requires_grad=True)
+        g = g.transpose(1, 2)
 
     def step():
+        if backend == "varlen":
+            varlen_attention(qkv, mask[:, 0, 0], H, p, width=padded).backward(g)
+            return
         ctx = sdpa_kernel(backend) if backend is not None else torch.enable_grad()
         with ctx:
             if padded > hd:  # as the model pads (Attention.forward), the padding and the slice timed with it
@@ -98,7 +126,7 @@ def main() -> int:
     a = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not a.quick else "cpu")
     shapes = QUICK if a.quick else {t: SHAPES[t] for t in a.tasks}
-    names = backends()
+    names = {**backends(), "varlen": "varlen"}
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     lines = [f"# SDPA forward + backward per call, ms (median [min-max] of {a.repeat} x {a.iters}); {dev}, torch "
              f"{torch.__version__}, {time.strftime('%Y-%m-%d')}; `{' '.join(sys.argv)}`", "",
@@ -107,8 +135,11 @@ def main() -> int:
     for task, shape in shapes.items():
         cells = []
         for name, backend in names.items():
+            if name == "varlen" and not shape[4]:
+                cells.append("-")  # no mask: nothing to skip
+                continue
             try:
-                med, lo, hi = time_one(shape, backend, device, a.iters, a.repeat, not a.no_dropout)
+                med, lo, hi = time_one(task, shape, backend, device, a.iters, a.repeat, not a.no_dropout)
                 cells.append(f"{med:.2f} [{lo:.2f}-{hi:.2f}]")
             except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
                 cells.append("refused: " + str(e).splitlines()[0][:60].replace("|", "/"))
