@@ -92,3 +92,18 @@ def test_quick_with_task_data_is_a_one_line_error(monkeypatch, capsys):
     assert bench.main() == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--quick with --data task" in err
+
+
+def test_bench_attention_times_varlen_only_where_a_mask_leaves_something_to_skip(tmp_path, monkeypatch):
+    """benchmarks/bench_attention.py --quick on the CPU: each masked row has a varlen time, an unmasked one a dash,
+    and the table is on disk."""
+    spec = importlib.util.spec_from_file_location("bench_attention", REPO / "benchmarks" / "bench_attention.py")
+    att = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(att)
+    monkeypatch.setattr(att, "QUICK", {"tiny": (2, 2, 17, 4, True, 0, 0.0), "tiny-open": (2, 2, 17, 8, False, 0, 0.0)})
+    monkeypatch.setattr(sys, "argv", ["bench_attention.py", "--quick", "--repeat", "1", "--iters", "1",
+                                      "--md", str(tmp_path / "att.md")])
+    assert att.main() == 0
+    head, _, masked, unmasked = (tmp_path / "att.md").read_text().strip().splitlines()[2:]
+    assert head.rstrip(" |").endswith("| varlen")
+    assert masked.split("|")[-2].strip()[0].isdigit() and unmasked.split("|")[-2].strip() == "-"
