@@ -149,9 +149,11 @@ class TrainConfig:
     # flash's variable-length kernel with the batch's valid positions gathered to the front (fixed shapes, no
     # host sync: compiles into the model's graph). The same numbers at every position (up to rounding; attention
     # dropout the same in distribution): valid queries attend to valid keys as under the mask, padded queries
-    # take the uniform mean where the readout sees them (the benchmark's), and are never read otherwise. Not for
-    # causal attention (the decoders) or without a key mask. CUDA under bf16 autocast (flash's kernel); on CUDA
-    # in float32 the masked kernels run instead; on the CPU a loop over rows (the same function, slower).
+    # take the uniform mean where the readout sees them (the benchmark's), and are never read otherwise. Causal
+    # attention (the decoders) takes it where the padding only trails (each valid position attends to the valid
+    # ones before it, as without a mask); not a model whose mixing carries padding to valid positions
+    # (wavelet-noncausal, fnet), and nothing without a key mask. CUDA under bf16 autocast (flash's kernel); on
+    # CUDA in float32 the masked kernels run instead; on the CPU a loop over rows (the same function, slower).
     # models/backbone.py varlen_attention
     attn_varlen: bool = False
     # examples per evaluation forward (0: train.batch_size); a validation pass still covers

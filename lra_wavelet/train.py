@@ -317,10 +317,16 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
             if name in splits:
                 whole_batches(len(splits[name]), t.batch_size, f"the {name} split")
     model = build_model(task, cfg.model).to(device)
+    # train.attn_varlen zeroes the padded positions' attention (models/backbone.py varlen_attention), so it is
+    # taken only where no valid position and no readout sees them: in a model whose mixing never carries padding
+    # to a valid position (the class's pad_invariant; a readout of the padding gets the benchmark's uniform rows,
+    # exactly), and for causal attention also only where the padding trails and the readout reads none of it
+    mixing_invariant = getattr(type(model), "pad_invariant", False)
+    trailing = getattr(model, "pad_invariant", False) and not getattr(task, "padding_leads", False)
     for m in model.modules():
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
             m.pad_heads_to = t.attn_pad_heads
-            m.varlen = t.attn_varlen
+            m.varlen = t.attn_varlen and (trailing if m.causal else mixing_invariant)
     if t.attn_varlen and device.type == "cuda":
         varlen_kernel(device, True)  # the capability asked here, never inside a compiled graph
     opt = make_optimizer(model, t)
@@ -1021,9 +1027,9 @@ def resume_from(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, strict
 
 
 def attn_varlen_applied(p: Parts):
-    """train.attn_varlen as a run applies it, for env.json: False where it changes nothing (off, no padding, or
-    causal attention only), else the kernel it runs (models/backbone.py varlen_kernel)."""
-    if p.task.pad_id is None or not any(getattr(m, "varlen", False) and not m.causal for m in p.model.modules()):
+    """train.attn_varlen as a run applies it, for env.json: False where it changes nothing (off, no padding, or a
+    causal model it may not skip the padding of), else the kernel it runs (models/backbone.py varlen_kernel)."""
+    if p.task.pad_id is None or not any(getattr(m, "varlen", False) for m in p.model.modules()):
         return False
     with p.amp():  # a product under the run's autocast: is it in half precision?
         half = (torch.ones(1, 1, device=p.device) @ torch.ones(1, 1, device=p.device)).dtype != torch.float32

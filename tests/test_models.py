@@ -634,6 +634,12 @@ def test_varlen_attention_is_masked_attention_at_every_valid_position():
         assert not y1[~valid].any()
         for a, b in zip(outs[0][1], g1):  # (a row of one valid key: dq is 0, where the masked kernel rounds to ~1e-6)
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    # causal, padding trailing only: causal attention without a mask at every valid position
+    right = torch.arange(12)[None] < torch.tensor([12, 7, 1])[:, None]
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+    y = varlen_attention(qkv(), right, 2, 0.0, causal=True)
+    torch.testing.assert_close(y[right], ref[right], rtol=1e-5, atol=1e-6)
+    assert not y[~right].any()
 
 
 def test_varlen_attention_keeps_the_kernels_unwritten_rows_out_of_outputs_and_gradients(monkeypatch):
@@ -656,9 +662,9 @@ def test_varlen_attention_keeps_the_kernels_unwritten_rows_out_of_outputs_and_gr
             grad[ctx.n:] = float("nan")
             return grad, None
 
-    def leaky(q, k, v, cu, max_len, dropout_p, scale):
+    def leaky(q, k, v, cu, *rest):
         n = int(cu[-1])
-        y = real(*(Unwritten.apply(t, n) for t in (q, k, v)), cu, max_len, dropout_p, scale).clone()
+        y = real(*(Unwritten.apply(t, n) for t in (q, k, v)), cu, *rest).clone()
         y[n:] = float("nan")
         return y
 
@@ -677,6 +683,7 @@ def test_varlen_attention_keeps_the_kernels_unwritten_rows_out_of_outputs_and_gr
     torch.testing.assert_close(grads[1], grads[0])
 
 
+@pytest.mark.filterwarnings("ignore:.*an autograd kernel was not registered:UserWarning")  # (meta tensors only)
 def test_varlen_attention_calls_flash_with_the_kernels_shapes_and_bounds(monkeypatch):
     """The CUDA path's call, checked on the CPU through torch's meta kernels (shapes, dtypes, the argument list of
     this torch's aten._flash_attention_forward, forward and backward, and torch.compile tracing it in one graph)
@@ -715,8 +722,9 @@ def test_varlen_attention_calls_flash_with_the_kernels_shapes_and_bounds(monkeyp
 def test_on_cuda_varlen_attention_equals_masked_attention():
     """On the GPU (`python -m pytest -q tests/test_models.py -k cuda`): train.attn_varlen's flash kernel against
     SDPA with the key mask in bfloat16, outputs and gradients, ListOps' head width and Pathfinder's 4-wide heads
-    (zero-padded to 8), scattered masks too; compiled without a graph break, with attention dropout; float32 on
-    CUDA (the per-segment loop, the function itself) the same."""
+    (zero-padded to 8), scattered masks too, and causal on right-padded rows against causal SDPA without a mask;
+    compiled without a graph break, with attention dropout; float32 on CUDA (the per-segment loop, the function
+    itself) the same."""
     import torch.nn.functional as F
 
     from lra_wavelet.models.backbone import varlen_attention
@@ -725,14 +733,17 @@ def test_on_cuda_varlen_attention_equals_masked_attention():
     mask = torch.arange(300, device="cuda")[None] < torch.tensor([300, 171, 5, 64], device="cuda")[:, None]
     scattered = torch.rand(4, 300, device="cuda", generator=g) < 0.3
     scattered[:, 0] = True
-    for m, nh, hs, dtype, tol in ((mask, 8, 64, torch.bfloat16, 2e-2), (scattered, 4, 4, torch.bfloat16, 2e-2),
-                                  (mask, 8, 64, torch.float32, 1e-5)):
+    for m, nh, hs, dtype, tol, causal in ((mask, 8, 64, torch.bfloat16, 2e-2, False),
+                                          (scattered, 4, 4, torch.bfloat16, 2e-2, False),
+                                          (mask, 8, 64, torch.float32, 1e-5, False),
+                                          (mask, 4, 32, torch.bfloat16, 2e-2, True)):  # a decoder's, right padding
         qkv = torch.randn(4, 300, 3 * nh * hs, device="cuda", dtype=dtype, generator=g, requires_grad=True)
         q, k, v = qkv.view(4, 300, 3, nh, hs).permute(2, 0, 3, 1, 4)
-        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=m[:, None, None, :]).transpose(1, 2)
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else m[:, None, None, :],
+                                             is_causal=causal).transpose(1, 2)
         (ref * m[:, :, None, None]).float().square().sum().backward()
         ref_grad, qkv.grad = qkv.grad, None
-        y = varlen_attention(qkv, m, nh, 0.0)
+        y = varlen_attention(qkv, m, nh, 0.0, causal=causal)
         torch.testing.assert_close(y[m], ref[m], rtol=tol, atol=tol)
         assert not y[~m].any()
         y.float().square().sum().backward()
@@ -745,26 +756,29 @@ def test_on_cuda_varlen_attention_equals_masked_attention():
     assert torch.isfinite(dropped).all() and not dropped[~mask].any()
 
 
-def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_without_causality(monkeypatch):
-    """The encoders give the same logits and gradients with train.attn_varlen, with a CLS readout (ListOps) and
-    with the benchmark's mean over every position, padded ones attending uniformly (Pathfinder: pixel 0 is
-    padding), wavspa too; causal attention never takes it."""
+def test_attn_varlen_changes_no_logit_and_is_taken_only_where_padding_stays_unseen(monkeypatch):
+    """The same logits and gradients with train.attn_varlen: the encoders with a CLS readout (ListOps) and with
+    the benchmark's mean over every position, padded ones attending uniformly (Pathfinder: pixel 0 is padding),
+    wavspa too; the causal decoders on right-padded rows (their last valid position read). Not taken by a model
+    whose mixing carries padding to valid positions (wavelet-noncausal's centred windows)."""
     from lra_wavelet import config as C
     from lra_wavelet import train as T
     from lra_wavelet.models import backbone
 
     for task, model, vocab in (("listops", "transformer", None), ("pathfinder", "transformer", 4),
-                               ("pathfinder", "wavspa", 4)):  # (wavspa: attention over wavelet coefficients)
+                               ("pathfinder", "wavspa", 4), ("listops", "gpt", None), ("listops", "wavelet", None)):
         outs = []
         for varlen in (False, True):
             cfg = C.resolve(task, model, sets=("model.n_layers=2", "model.d_model=16", "model.n_heads=2",
-                                                       "model.qkv_dim=16", "model.d_ff=16", "model.dropout=0.0",
-                                                       "model.attn_dropout=0.0", f"train.attn_varlen={varlen}"))
+                                               "model.qkv_dim=16", "model.d_ff=16", "model.dropout=0.0",
+                                               "model.attn_dropout=0.0", f"train.attn_varlen={varlen}"))
             p = T.build(cfg, splits={})
             assert all(m.varlen == varlen for m in p.model.modules() if isinstance(m, backbone.Attention))
             assert T.attn_varlen_applied(p) == ("per-segment SDPA" if varlen else False)  # env.json's record
             x = torch.randint(1, vocab or p.task.vocab_size, (3, 20), generator=torch.Generator().manual_seed(1))
-            x[1, 9:], x[2, 2:], x[0, :3] = p.task.pad_id, p.task.pad_id, p.task.pad_id
+            x[1, 9:], x[2, 2:] = p.task.pad_id, p.task.pad_id
+            if p.task.padding_leads:
+                x[0, :3] = p.task.pad_id
             logits = p.model({"x": x})
             logits.square().sum().backward()
             outs.append((logits.detach(), [q.grad.clone() for q in p.model.parameters() if q.grad is not None]))
@@ -775,7 +789,7 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
 
     called, real = [], backbone.varlen_attention
     monkeypatch.setattr(backbone, "varlen_attention", lambda *a, **k: called.append(1) or real(*a, **k))
-    for task, model in (("listops", "gpt"), ("pathfinder", "transformer")):
+    for task, model in (("listops", "wavelet-noncausal"), ("listops", "gpt"), ("pathfinder", "transformer")):
         cfg = C.resolve(task, model, sets=("model.n_layers=1", "model.d_model=16", "model.n_heads=2",
                                            "model.qkv_dim=16", "model.d_ff=16", "train.attn_varlen=true"))
         p = T.build(cfg, splits={})
@@ -783,8 +797,8 @@ def test_attn_varlen_changes_no_logit_of_the_lra_transformer_and_is_used_only_wi
         x[1, 8:] = p.task.pad_id
         p.model.eval()(({"x": x}))
         called.append(task + "/" + model)
-        assert T.attn_varlen_applied(p) == (False if model == "gpt" else "per-segment SDPA")
-    assert called == ["listops/gpt", 1, "pathfinder/transformer"]  # one call: one layer, one forward
+        assert T.attn_varlen_applied(p) == (False if model == "wavelet-noncausal" else "per-segment SDPA")
+    assert called == ["listops/wavelet-noncausal", 1, "listops/gpt", 1, "pathfinder/transformer"]  # one layer each
 
     import dataclasses
 

@@ -95,25 +95,28 @@ def varlen_layout(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
-                      dropout_p: float, scale: float) -> torch.Tensor:
-    """Non-causal attention within each segment [cu[i], cu[i + 1]) of (N, nh, hs) q, k, v, the rows past cu[-1] in
+                      dropout_p: float, scale: float, causal: bool = False) -> torch.Tensor:
+    """Attention within each segment [cu[i], cu[i + 1]) of (N, nh, hs) q, k, v (causal: each position attends to
+    the segment's positions up to itself), the rows past cu[-1] in
     no segment (their output and input gradients: unwritten). On CUDA in half precision flash's variable-length
     kernel (the one SDPA runs for nested tensors, called directly: no host sync, no graph break, its backward and
     dropout included; no work for the rows past cu[-1]); elsewhere each segment through SDPA, the same function."""
     if flash_varlen_ok(q):
-        return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, dropout_p, False, False,
+        return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, dropout_p, causal, False,
                                                        scale=scale)[0]
     bounds = cu.tolist()
     parts = [F.scaled_dot_product_attention(*(t[s:e].transpose(0, 1) for t in (q, k, v)), dropout_p=dropout_p,
-                                            scale=scale).transpose(0, 1)
+                                            is_causal=causal, scale=scale).transpose(0, 1)
              for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
     return torch.cat([*parts, q.new_zeros(q.shape[0] - bounds[-1], *q.shape[1:])])
 
 
 def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropout_p: float,
-                     width: int = 0) -> torch.Tensor:
-    """Non-causal attention of each row's valid positions among themselves: the same as SDPA with `mask` on the
-    keys at every valid query, zero at padded queries, and no attention work for the padding (train.attn_varlen).
+                     width: int = 0, causal: bool = False) -> torch.Tensor:
+    """Attention of each row's valid positions among themselves: the same as SDPA with `mask` on the keys at every
+    valid query, zero at padded queries, and no attention work for the padding (train.attn_varlen). Causal: each
+    valid position attends to the valid ones up to itself, which is causal attention with no mask where the
+    padding only trails (a valid position never sees it there), not where it may come first or in between.
     The valid positions of the batch are gathered to the front (varlen_layout: attention is the same for any
     order of a row's positions), each row one segment of segment_attention, and the result scattered back.
     qkv (B, T, 3 x inner), the input projection's output; mask (B, T) True where valid, every row with one valid
@@ -133,7 +136,7 @@ def varlen_attention(qkv: torch.Tensor, mask: torch.Tensor, n_heads: int, dropou
     if width > hs:
         packed = F.pad(packed, (0, width - hs))
     q, k, v = packed.unbind(1)
-    y = segment_attention(q, k, v, cu, T, dropout_p, hs ** -0.5)[..., :hs]
+    y = segment_attention(q, k, v, cu, T, dropout_p, hs ** -0.5, causal)[..., :hs]
     out = torch.empty_like(y).index_copy(0, order, y)
     return torch.where(mask.reshape(-1, 1, 1), out, 0).view(B, T, n_heads, hs)
 
@@ -148,7 +151,7 @@ class Attention(nn.Module):
         self.inner = cfg.qkv_dim or cfg.d_model
         self.uniform_padded = False  # padded queries attend uniformly, as in the benchmark (set by the model)
         self.pad_heads_to: int | None = 0  # train.attn_pad_heads (set by build): see padded_head_width
-        self.varlen = False  # train.attn_varlen (set by build): see varlen_attention
+        self.varlen = False  # train.attn_varlen (set by build, for causal attention only where padding trails)
         self.qkv = nn.Linear(cfg.d_model, 3 * self.inner, bias=False)
         self.proj = nn.Linear(self.inner, cfg.d_model, bias=False)
 
@@ -160,10 +163,12 @@ class Attention(nn.Module):
         # causal: right padding never reaches a valid position, so no padding mask is needed
         masked = mask is not None and not self.causal
         # train.attn_varlen: no work for padding (on CUDA only where flash's kernel runs: the masked kernels beat a
-        # loop over rows)
-        if masked and self.varlen and (flash_varlen_ok(qkv) or not qkv.is_cuda):
+        # loop over rows); causal attention takes it too, its right padding's rows zero, which no valid position
+        # reads (build sets it only for pad-invariant causal models on tasks whose padding trails)
+        if mask is not None and self.varlen and (flash_varlen_ok(qkv) or not qkv.is_cuda):
             y = varlen_attention(qkv, mask, self.n_heads, dropout_p,
-                                 padded_head_width(hs, self.pad_heads_to, True, qkv.is_cuda))  # (B, T, nh, hs)
+                                 padded_head_width(hs, self.pad_heads_to, True, qkv.is_cuda),
+                                 self.causal)  # (B, T, nh, hs)
         else:
             q, k, v = qkv.view(B, T, 3, self.n_heads, hs).permute(2, 0, 3, 1, 4)
             attn_mask = mask[:, None, None, :] if masked else None  # (B, 1, 1, T) keys
