@@ -144,8 +144,8 @@ class TrainConfig:
     # mask (6.6x faster attention at Pathfinder's shape: flash refuses masks, the others width 4); elsewhere not
     # (without a mask flash pads width 4 itself: measured no faster). models/backbone.py padded_head_width
     attn_pad_heads: Optional[int] = None
-    # non-causal attention over each row's valid positions only: no attention work for padding (ListOps'
-    # generated rows: 30% of the whole batch's attention work is left, Pathfinder's black pixels: 12%), through
+    # attention over each row's valid positions only: no attention work for padding (ListOps' generated
+    # rows: 30% of the whole batch's attention work is left, Pathfinder's black pixels: 12%), through
     # flash's variable-length kernel with the batch's valid positions gathered to the front (fixed shapes, no
     # host sync: compiles into the model's graph). The same numbers at every position (up to rounding; attention
     # dropout the same in distribution): valid queries attend to valid keys as under the mask, padded queries

@@ -97,10 +97,10 @@ def varlen_layout(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, max_len: int,
                       dropout_p: float, scale: float, causal: bool = False) -> torch.Tensor:
     """Attention within each segment [cu[i], cu[i + 1]) of (N, nh, hs) q, k, v (causal: each position attends to
-    the segment's positions up to itself), the rows past cu[-1] in
-    no segment (their output and input gradients: unwritten). On CUDA in half precision flash's variable-length
-    kernel (the one SDPA runs for nested tensors, called directly: no host sync, no graph break, its backward and
-    dropout included; no work for the rows past cu[-1]); elsewhere each segment through SDPA, the same function."""
+    the segment's positions up to itself); the rows past cu[-1] are in no segment (their output and input
+    gradients: unwritten). On CUDA in half precision flash's variable-length kernel (the one SDPA runs for nested
+    tensors, called directly: no host sync, no graph break, its backward and dropout included; no work for the
+    rows past cu[-1]); elsewhere each segment through SDPA, the same function."""
     if flash_varlen_ok(q):
         return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, dropout_p, causal, False,
                                                        scale=scale)[0]
