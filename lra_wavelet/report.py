@@ -389,7 +389,10 @@ def lra_table(df: pd.DataFrame, include_reduced: bool = False) -> tuple[pd.DataF
         rows.append(row)
         notes.append(f"[{i}] {source}.")
     table = pd.DataFrame(rows, columns=["Model", "Setup", *LRA_TASKS.values(), "Avg"])
-    table.attrs["notes"] = _left_out_note(left) + notes
+    custom = [f"{s['model']} × {LRA_TASKS[s['task']]}: {s['deviations']}" for s in summary
+              if s["setup"] == "custom" and s["deviations"]]
+    table.attrs["notes"] = _left_out_note(left) + notes + (
+        ["Custom cells, their settings against the reference: " + "; ".join(custom) + "."] if custom else [])
     return table, pd.DataFrame(summary, columns=SUMMARY_COLUMNS)
 
 

@@ -73,6 +73,8 @@ def test_a_uniform_reduced_budget_is_named_as_such_and_compared_within_it(tmp_pa
     cells = dict(zip(zip(table.Model, table.Setup), table.ListOps))
     assert cells[("gpt", "reference at 1000 steps")] == "30.50 ± 0.71 (n=2) *"
     assert ("gpt", "custom") in cells and ("wavelet", "reference at 1000 steps") in cells
+    assert any(n.startswith("Custom cells") and "gpt × ListOps: model.d_model=32 (reference " in n
+               for n in table.attrs["notes"])  # a custom cell's settings are in the caption
     compare = report.lra_compare_table(df, include_reduced=True)
     row = compare[(compare.vs == "gpt") & (compare.Setup == "reference at 1000 steps")]
     assert len(row) == 1 and row.Difference.iloc[0] == "+0.00"
