@@ -50,7 +50,7 @@ from . import loggers, results
 from .config import RunConfig
 from .errors import UserError
 from .evaluate import classification_metrics, lm_metrics
-from .models.backbone import varlen_kernel
+from .models.backbone import probe_flash_varlen, varlen_kernel
 from .registry import MODELS, TASKS
 
 CRASH_ENV = "LRA_WAVELET_CRASH_AT_STEP"  # tests: hard-exit (as if killed) right after this step
@@ -316,6 +316,12 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         for name in ("val", "test"):
             if name in splits:
                 whole_batches(len(splits[name]), t.batch_size, f"the {name} split")
+    if t.attn_varlen and device.type == "cuda" and varlen_kernel(device, True) == "flash varlen":
+        # (the capability asked here, never inside a compiled graph) and the kernel tried once, before any step
+        failed = probe_flash_varlen(device)
+        if failed:
+            raise UserError(f"train.attn_varlen: flash's variable-length kernel fails on this GPU with torch "
+                            f"{torch.__version__} ({failed}); leave it off")
     model = build_model(task, cfg.model).to(device)
     # train.attn_varlen zeroes the padded positions' attention (models/backbone.py varlen_attention), so it is
     # taken only where no valid position and no readout sees them: in a model whose mixing never carries padding
@@ -327,8 +333,6 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
         if hasattr(m, "pad_heads_to"):  # attention (speed only: train.attn_pad_heads)
             m.pad_heads_to = t.attn_pad_heads
             m.varlen = t.attn_varlen and (trailing if m.causal else mixing_invariant)
-    if t.attn_varlen and device.type == "cuda":
-        varlen_kernel(device, True)  # the capability asked here, never inside a compiled graph
     opt = make_optimizer(model, t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t))
     torch.set_float32_matmul_precision(t.matmul_precision)  # process-wide: each run (a sweep's cells) sets its own

@@ -727,8 +727,9 @@ def test_on_cuda_varlen_attention_equals_masked_attention():
     itself) the same."""
     import torch.nn.functional as F
 
-    from lra_wavelet.models.backbone import varlen_attention
+    from lra_wavelet.models.backbone import probe_flash_varlen, varlen_attention
 
+    assert probe_flash_varlen(torch.device("cuda")) is None  # what build asks before a varlen run's first step
     g = torch.Generator(device="cuda").manual_seed(0)
     mask = torch.arange(300, device="cuda")[None] < torch.tensor([300, 171, 5, 64], device="cuda")[:, None]
     scattered = torch.rand(4, 300, device="cuda", generator=g) < 0.3
@@ -807,6 +808,13 @@ def test_attn_varlen_changes_no_logit_and_is_taken_only_where_padding_stays_unse
 
     on = C.resolve("listops", "transformer", sets=("train.attn_varlen=true",))
     assert on.hash == C.resolve("listops", "transformer").hash  # speed only: the same run
+    assert backbone.probe_flash_varlen(torch.device("cpu")) is None  # (the per-segment path, here)
+    # a GPU whose flash kernel fails is told before any step (one line), not as a sweep of failed cells
+    monkeypatch.setattr(T, "varlen_kernel", lambda device, half: "flash varlen")
+    monkeypatch.setattr(T, "probe_flash_varlen", lambda device: "CUDA error: no kernel image is available")
+    with pytest.raises(UserError, match=r"train.attn_varlen: flash's variable-length kernel fails on this GPU .*"
+                                        r"\(CUDA error: no kernel image is available\); leave it off"):
+        T.build(on, device=torch.device("cuda"), splits={})
     with pytest.raises(UserError, match="train.attn_varlen: not with stacked seeds"):
         check_stackable([dataclasses.replace(on, seed=s) for s in (0, 1)])
 

@@ -75,6 +75,20 @@ def flash_varlen_ok(t: torch.Tensor) -> bool:
     return t.is_cuda and t.dtype in (torch.float16, torch.bfloat16) and _sm80(t.device)
 
 
+def probe_flash_varlen(device: torch.device) -> str | None:
+    """None if flash's variable-length kernel runs a tiny forward and backward on `device` (a CUDA device of
+    capability 8 or more), else the first line of its error: a run asks before its first step, not mid-sweep."""
+    try:
+        q = torch.randn(6, 1, 8, device=device, dtype=torch.bfloat16, requires_grad=True)
+        cu = torch.tensor([0, 2, 5], device=device, dtype=torch.int32)
+        segment_attention(q, q, q, cu, 4, 0.0, 0.5).float().sum().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    except RuntimeError as e:
+        return (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return None
+
+
 def varlen_kernel(device: torch.device, half: bool) -> str:
     """The kernel train.attn_varlen runs on `device` (half: under bf16 autocast), as env.json records it; on CUDA
     it also asks the device's capability once, before anything is compiled."""
