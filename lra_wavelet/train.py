@@ -259,6 +259,9 @@ class Parts:
     world: int = 1
     trim: bool = False  # cut all-padding columns (pad-invariant classifiers only)
     groups: int = 1  # micro-batches of rows sorted by length, each trimmed (train.length_groups where trim holds)
+    # train.attn_varlen as applied (env.json): False where it changes nothing (off, no padding, or a causal model it
+    # may not skip the padding of), else the kernel it runs (models/backbone.py varlen_kernel)
+    attn_varlen: object = False
     curves: loggers.Logger = field(default_factory=loggers.Logger)  # TensorBoard / W&B views (train.logger)
     resumed_curve: Optional[str] = None  # metrics.jsonl as it was when the checkpoint resumed from was saved
     resumed_best: Optional[dict] = None  # best.pt's weights then (train.test_on=best)
@@ -344,8 +347,10 @@ def build(cfg: RunConfig, device: torch.device = torch.device("cpu"), rank: int 
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     trim = task.kind != "lm" and task.pad_id is not None and model.pad_invariant
+    varlen = task.pad_id is not None and any(getattr(m, "varlen", False) for m in model.modules())
     return Parts(cfg, task, splits, model, net, opt, sched, amp, device, rank, world, trim,
-                 groups=t.length_groups if trim else 1, given=given)
+                 groups=t.length_groups if trim else 1, attn_varlen=varlen and varlen_kernel(device, use_bf16),
+                 given=given)
 
 
 def host_batch(p: Parts, step: int) -> dict:
@@ -1030,16 +1035,6 @@ def resume_from(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, strict
     return None
 
 
-def attn_varlen_applied(p: Parts):
-    """train.attn_varlen as a run applies it, for env.json: False where it changes nothing (off, no padding, or a
-    causal model it may not skip the padding of), else the kernel it runs (models/backbone.py varlen_kernel)."""
-    if p.task.pad_id is None or not any(getattr(m, "varlen", False) for m in p.model.modules()):
-        return False
-    with p.amp():  # a product under the run's autocast: is it in half precision?
-        half = (torch.ones(1, 1, device=p.device) @ torch.ones(1, 1, device=p.device)).dtype != torch.float32
-    return varlen_kernel(p.device, half)
-
-
 def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path]) -> None:
     """config.yaml, env.json and the curve so far: the checkpoint's own (or, from older checkpoints, the file's;
     copied from the run continued, if any), points after the checkpoint dropped."""
@@ -1050,7 +1045,7 @@ def prepare_run_dir(p: Parts, run_dir: Path, start: int, source: Optional[Path])
            "compiled": p.cfg.train.compile,  # (what was asked; compiling() adds the graphs it made)
            "length_groups": p.groups,  # (train.length_groups as applied: 1 for a model that is not pad-invariant)
            "matmul_precision": torch.get_float32_matmul_precision(),
-           "attn_varlen": attn_varlen_applied(p),
+           "attn_varlen": p.attn_varlen,
            "data": p.task.provenance(p.splits)}
     if source is not None and source.parent != run_dir:
         env.update(continued_from=source.parent.name, continued_at_step=start)

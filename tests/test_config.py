@@ -132,9 +132,9 @@ def test_every_committed_lra_folder_keeps_its_hash_and_the_sweep_finds_it():
         paper = (d["model"]["n_layers"], d["model"]["d_model"]) == (10, 128)  # tasks/paper/lra_decoders.yaml's size
         preset = "gpt-init" if d["model"]["init"] == "gpt" else "paper" if paper else None
         # the named deviations a folder may have been run with (the ListOps precision and checkpoint-rule tests)
+        plain = C.resolve(d["task"]["name"], d["model"]["name"]).train
         sets += tuple(f"train.{k}={d['train'][k]}" for k in ("amp", "matmul_precision", "test_on")
-                      if k in d["train"] and d["train"][k] != getattr(C.resolve(d["task"]["name"],
-                                                                                d["model"]["name"]).train, k))
+                      if k in d["train"] and d["train"][k] != getattr(plain, k))
         ref = C.resolve(d["task"]["name"], d["model"]["name"], preset, sets=sets)
         if "cosine_cycle" not in d["train"] and ref.train.cosine_cycle == "max_steps":
             old_cycle.append(f.parent.name)
